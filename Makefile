@@ -1,0 +1,37 @@
+# The two set-up commands are `make demo` and `make test`; each installs what it needs first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install browser demo test lint unit run login bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+browser: install
+	bash scripts/ensure-browser.sh $(PY)
+
+demo: browser
+	$(PY) scripts/demo.py
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+test: browser lint
+	$(PY) -m pytest -q
+
+unit: install
+	$(PY) -m pytest -q -m "not e2e"
+
+run: browser
+	$(PY) watcher.py run
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

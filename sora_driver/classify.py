@@ -1,0 +1,95 @@
+"""Turning what Sora answers into named errors, with the site's own words as the detail."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sora_driver.errors import (
+    ChallengeRequired,
+    ContentRejected,
+    Overloaded,
+    PageError,
+    RateLimited,
+    SessionExpired,
+    SoraError,
+    TaskFailed,
+)
+
+SESSION_CODES = {"token_expired", "token_invalidated", "invalid_jwt", "username_required"}
+CHALLENGE_MARKERS = ("Just a moment...", "Attention Required", "cf-challenge", "challenge-platform")
+PHONE_MARKERS = ("Verify your phone number",)
+LIMIT_TYPES = {"rate_limit_exhausted", "rate_limit_and_credit_balance"}
+CONCURRENCY_RETRY_SECONDS = 30.0
+OVERLOAD_RETRY_SECONDS = 15.0
+
+
+def _error_body(text: str) -> dict[str, Any]:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return {**body, **error}
+    return body if isinstance(body, dict) else {}
+
+
+def challenge_in(text: str) -> str | None:
+    """The challenge marker found in a page or an answer, if any."""
+    for marker in CHALLENGE_MARKERS + PHONE_MARKERS:
+        if marker in text:
+            return marker
+    return None
+
+
+def api_error(status: int, text: str, where: str) -> SoraError:
+    """The error for a non-2xx answer of a ``/backend`` call."""
+    error = _error_body(text)
+    code = str(error.get("code") or "")
+    kind = str(error.get("type") or "")
+    message = str(error.get("message") or text[:200]).strip()
+    detail = f"HTTP {status} on {where}: {message}" + (f" [{code or kind}]" if code or kind else "")
+    marker = challenge_in(text) if not error else None
+    if marker:
+        return ChallengeRequired(f"HTTP {status} on {where}: the site answered {marker!r}")
+    if status == 401 or code in SESSION_CODES:
+        return SessionExpired(detail)
+    if status == 429 or code == "too_many_concurrent_tasks" or kind in LIMIT_TYPES:
+        resets = error.get("access_resets_in_seconds")
+        if isinstance(resets, (int, float)):
+            return RateLimited(detail, resume_after=float(resets))
+        return RateLimited(detail, resume_after=CONCURRENCY_RETRY_SECONDS)
+    if status >= 500 or code == "heavy_load":
+        return Overloaded(detail)
+    if status == 400 and ("policy" in message.lower() or "moderation" in code):
+        return ContentRejected(detail)
+    if 400 <= status < 500:
+        return TaskFailed(detail)
+    return PageError(detail)
+
+
+def finished_task_error(task: dict[str, Any]) -> SoraError | None:
+    """``None`` for a usable succeeded task, else why it cannot give an image."""
+    moderation = task.get("moderation_result") or {}
+    reason = task.get("failure_reason")
+    unsafe = int(task.get("num_unsafe_generations") or 0)
+    generations = task.get("generations") or []
+    rejected = (
+        moderation.get("type") == "terminal" or moderation.get("is_output_rejection") or unsafe
+    )
+    if task.get("status") == "succeeded" and generations:
+        return None
+    words = ", ".join(
+        part
+        for part in (
+            f"status={task.get('status')}",
+            f"failure_reason={reason!r}" if reason else "",
+            f"moderation={moderation.get('type')}/{moderation.get('code')}" if moderation else "",
+            f"unsafe_generations={unsafe}" if unsafe else "",
+        )
+        if part
+    )
+    if rejected:
+        return ContentRejected(f"task {task.get('id')}: {words}")
+    return TaskFailed(f"task {task.get('id')}: {words or 'no image in the answer'}")

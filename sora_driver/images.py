@@ -1,0 +1,28 @@
+"""Checking what was downloaded really is the image, and storing it as PNG."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image, UnidentifiedImageError
+
+from sora_driver.errors import DownloadFailed
+
+
+def to_png(data: bytes, url: str) -> tuple[bytes, int, int, str]:
+    """PNG bytes, width, height and the format the server sent."""
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            probe.verify()  # catches truncated files, which open() alone lets through
+        image: Image.Image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DownloadFailed(f"{url}: not a complete image ({len(data)} bytes): {exc}") from None
+    source_format = image.format or "unknown"
+    if source_format == "PNG":
+        return data, image.width, image.height, source_format
+    out = io.BytesIO()
+    if image.mode not in ("RGB", "RGBA", "L", "LA", "P"):
+        image = image.convert("RGBA")
+    image.save(out, format="PNG")
+    return out.getvalue(), image.width, image.height, source_format

@@ -1,0 +1,82 @@
+"""Finding page elements from a selector profile (``selectors.json``) tolerant to DOM changes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Locator, Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from sora_driver.errors import ElementNotFound
+
+DEFAULT_PROFILE = Path(__file__).with_name("selectors.json")
+Candidate = dict[str, str]
+
+
+def load_profile(path: Path | None) -> dict[str, list[Candidate]]:
+    """The default profile, with the elements of a user's profile (``SORA_SELECTORS``) on top."""
+    profile: dict[str, Any] = json.loads(DEFAULT_PROFILE.read_text(encoding="utf-8"))
+    if path is not None:
+        profile.update(json.loads(path.read_text(encoding="utf-8")))
+    return {key: value for key, value in profile.items() if not key.startswith("_")}
+
+
+def _pattern(text: str) -> re.Pattern[str]:
+    return re.compile(text, re.IGNORECASE)
+
+
+def to_locator(page: Page, candidate: Candidate) -> Locator:
+    if "role" in candidate:
+        name = candidate.get("name")
+        if name is None:
+            return page.get_by_role(candidate["role"])  # type: ignore[arg-type]
+        return page.get_by_role(candidate["role"], name=_pattern(name))  # type: ignore[arg-type]
+    if "placeholder" in candidate:
+        return page.get_by_placeholder(_pattern(candidate["placeholder"]))
+    if "label" in candidate:
+        return page.get_by_label(_pattern(candidate["label"]))
+    if "text" in candidate:
+        return page.get_by_text(_pattern(candidate["text"]))
+    return page.locator(candidate["css"])
+
+
+def describe(candidates: list[Candidate]) -> str:
+    return "; ".join(", ".join(f"{k}={v!r}" for k, v in c.items()) for c in candidates)
+
+
+def find(page: Page, element: str, candidates: list[Candidate], timeout_ms: float) -> Locator:
+    """The first visible match of the first candidate that has one.
+
+    Waits (on the page's own events, through Playwright) until any candidate is visible,
+    then prefers candidates in profile order, because a late, generic CSS candidate may
+    match something else too.
+    """
+    locators = [to_locator(page, c) for c in candidates]
+    anyone = locators[0]
+    for other in locators[1:]:
+        anyone = anyone.or_(other)
+    try:
+        anyone.first.wait_for(state="visible", timeout=timeout_ms)
+    except PlaywrightTimeout:
+        raise ElementNotFound(
+            f"{element}: no visible match on {page.url} after {timeout_ms / 1000:.0f}s; "
+            f"tried {describe(candidates)}"
+        ) from None
+    for locator in locators:
+        for index in range(locator.count()):
+            if locator.nth(index).is_visible():
+                return locator.nth(index)
+    return anyone.first
+
+
+def visible_now(page: Page, candidates: list[Candidate]) -> Locator | None:
+    """A visible match right now, without waiting (for optional things such as pop-ups)."""
+    for candidate in candidates:
+        locator = to_locator(page, candidate)
+        for index in range(locator.count()):
+            if locator.nth(index).is_visible():
+                return locator.nth(index)
+    return None

@@ -1,0 +1,455 @@
+"""The Sora web app driven in a real Chromium, as a user would drive it.
+
+The prompt is typed into the composer and the create button is clicked, so the page's own
+JavaScript sends the request (with the headers the site expects). The end of a generation is
+read from the page's own polling of the task list on the network; if the page stops polling,
+the task is fetched directly by its id. The final image is downloaded from the generation's
+full-size URL, never from the thumbnail shown in the grid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urljoin, urlsplit
+
+from loguru import logger
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    Response,
+    sync_playwright,
+)
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from sora_driver import locate
+from sora_driver.backend import ASPECT_RATIOS, Generation, ImageFile, JobOptions
+from sora_driver.browser import find_browser, launch_args
+from sora_driver.classify import api_error, challenge_in, finished_task_error
+from sora_driver.errors import (
+    ChallengeRequired,
+    ContentRejected,
+    DownloadFailed,
+    GenerationTimeout,
+    Interrupted,
+    PageError,
+    SessionExpired,
+    SessionMissing,
+    SoraError,
+)
+from sora_driver.images import to_png
+
+FINISHED = {"succeeded", "failed", "cancelled"}
+SLICE_SECONDS = 0.5  # longest time between two looks at the stop flag
+QUIET_POLL_SECONDS = 5.0  # with no task news on the page for this long, ask the backend directly
+LOGIN_MARKERS = ("/login", "/auth/", "auth.openai.com")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DriverConfig:
+    base_url: str
+    session_file: Path
+    timeout: float = 60.0  # bound on one generation's wait
+    page_timeout: float = 30.0  # bound on a page load, an element, a download
+    headless: bool = True
+    browser_path: str | None = None
+    selectors_file: Path | None = None
+    debug: bool = False
+    artifacts_dir: Path = Path("debug_screenshots")
+
+
+def _path(url: str) -> str:
+    return urlsplit(url).path.rstrip("/")
+
+
+def _is_submit(response: Response) -> bool:
+    return response.request.method == "POST" and _path(response.url).endswith("/backend/video_gen")
+
+
+def _is_task_news(response: Response) -> bool:
+    path = _path(response.url)
+    return response.request.method == "GET" and (
+        path.endswith("/backend/v2/list_tasks") or "/backend/video_gen" in path
+    )
+
+
+def _tasks_in(body: Any) -> list[dict[str, Any]]:
+    if isinstance(body, dict) and isinstance(body.get("task_responses"), list):
+        return [t for t in body["task_responses"] if isinstance(t, dict)]
+    if isinstance(body, dict) and "id" in body and "status" in body:
+        return [body]
+    return []
+
+
+def _said(exc: PlaywrightError) -> str:
+    """Playwright's own first line. Its "Call log" that follows repeats the request headers,
+    cookies included, so it never goes further than this."""
+    lines = exc.message.split("Call log:")[0].strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _short(url: str) -> str:
+    """A URL without its query: signed URLs carry credentials that have no place in a log."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+class SoraWebDriver:
+    """One warm browser for the life of the daemon; ``generate`` is called once per prompt."""
+
+    def __init__(self, config: DriverConfig, stop: threading.Event | None = None) -> None:
+        self.config = config
+        self.stop = stop or threading.Event()
+        self.selectors = locate.load_profile(config.selectors_file)
+        self._pw: Playwright | None = None
+        self._browser: Browser | None = None
+        self._context: BrowserContext | None = None
+        self._page: Page | None = None
+        self._origin = config.base_url.rstrip("/")
+        self._submits: list[Response] = []
+        self._task_news: list[Response] = []
+        self._tasks: dict[str, dict[str, Any]] = {}
+        self._step = 0
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Launch the browser with the saved session and check the site accepts it."""
+        if not self.config.session_file.is_file():
+            raise SessionMissing()
+        executable = find_browser(self.config.browser_path)
+        logger.debug("launching {} (headless={})", executable, self.config.headless)
+        self._pw = sync_playwright().start()
+        self._browser = self._pw.chromium.launch(
+            executable_path=str(executable),
+            headless=self.config.headless,
+            args=launch_args(),
+        )
+        self._new_context()
+        self.check_session()
+
+    def close(self) -> None:
+        for closer in (self._context, self._browser):
+            if closer is not None:
+                # Already gone is fine: closing is all we wanted.
+                with contextlib.suppress(PlaywrightError):
+                    closer.close()
+        if self._pw is not None:
+            self._pw.stop()
+        self._pw = self._browser = self._context = self._page = None
+
+    def _new_context(self) -> None:
+        assert self._browser is not None
+        self._context = self._browser.new_context(
+            storage_state=str(self.config.session_file), accept_downloads=True
+        )
+        self._context.set_default_timeout(self.config.page_timeout * 1000)
+        self._page = None
+
+    def _ensure_browser(self) -> None:
+        if self._browser is None or not self._browser.is_connected():
+            logger.warning("the browser is gone; launching a new one")
+            self.close()
+            self.open()
+
+    # -- session ----------------------------------------------------------------------------
+
+    def _session_answer(self) -> dict[str, Any]:
+        assert self._context is not None
+        url = urljoin(self._origin + "/", "api/auth/session")
+        try:
+            response = self._context.request.get(url)
+            text = response.text()
+        except PlaywrightError as exc:
+            raise PageError(f"GET {url} failed: {_said(exc)}") from None
+        marker = challenge_in(text)
+        if marker:
+            raise ChallengeRequired(f"GET {url}: the site answered with {marker!r}")
+        if not response.ok:
+            raise api_error(response.status, text, "/api/auth/session")
+        try:
+            body = json.loads(text)
+        except ValueError:
+            raise PageError(f"GET {url}: not JSON ({text[:80]!r})") from None
+        if not isinstance(body, dict) or not body.get("user"):
+            raise SessionExpired(
+                f"GET {url} answered {text.strip()[:20]!r}: the saved session is no longer "
+                "valid; log in again and save a new session.json"
+            )
+        return body
+
+    def check_session(self) -> None:
+        body = self._session_answer()
+        logger.info("Sora session valid (expires {})", body.get("expires", "?"))
+
+    # -- one generation ---------------------------------------------------------------------
+
+    def generate(self, prompt: str, options: JobOptions) -> Generation:
+        started = time.time()
+        try:
+            self._ensure_browser()
+            page = self._composer_page()
+            submitted_at, task_id = self._submit(page, prompt, options)
+            task = self._wait_until_finished(task_id, submitted_at)
+            finished_error = finished_task_error(task)
+            if finished_error is not None:
+                raise finished_error
+            waited = time.time()
+            images = [self._download(g) for g in task["generations"][: options.variants]]
+        except (SoraError, Interrupted) as exc:
+            if isinstance(exc, SoraError):
+                self._save_artifacts(prompt, exc)
+            self._page_needs_reload()
+            raise
+        except PlaywrightError as exc:
+            error = PageError(f"browser: {_said(exc)}")
+            self._save_artifacts(prompt, error)
+            self._page_needs_reload()
+            raise error from None
+        finished = time.time()
+        return Generation(
+            task_id=task_id,
+            prompt=prompt,
+            images=images,
+            started_at=started,
+            submitted_at=submitted_at,
+            finished_at=finished,
+            timings={
+                "submit": round(submitted_at - started, 3),
+                "wait": round(waited - submitted_at, 3),
+                "download": round(finished - waited, 3),
+            },
+        )
+
+    def _composer_page(self) -> Page:
+        if self._page is not None and not self._page.is_closed():
+            return self._page
+        assert self._context is not None
+        page = self._context.new_page()
+        page.on("response", self._on_response)
+        self._debug_step(page, "open")
+        try:
+            page.goto(self.config.base_url, wait_until="domcontentloaded")
+        except PlaywrightError as exc:
+            page.close()
+            raise PageError(f"could not load {self.config.base_url}: {_said(exc)}") from None
+        self._page = page
+        parts = urlsplit(page.url)
+        self._origin = f"{parts.scheme}://{parts.netloc}"  # the site may have redirected us
+        self._check_page_state(page)
+        self._debug_step(page, "loaded")
+        return page
+
+    def _on_response(self, response: Response) -> None:
+        # Runs on Playwright's dispatcher: only note the response, read it later.
+        if _is_submit(response):
+            self._submits.append(response)
+        elif _is_task_news(response):
+            self._task_news.append(response)
+
+    def _check_page_state(self, page: Page) -> None:
+        if any(marker in page.url for marker in LOGIN_MARKERS):
+            raise SessionExpired(
+                f"the site sent the browser to its login page ({_short(page.url)})"
+            )
+        title = page.title()
+        marker = challenge_in(title) or challenge_in(page.content()[:20000])
+        if marker:
+            raise ChallengeRequired(f"the page shows {marker!r} (title {title!r})")
+
+    def _dismiss_popups(self, page: Page) -> None:
+        for _ in range(3):
+            close = locate.visible_now(page, self.selectors.get("popup_close", []))
+            if close is None:
+                return
+            logger.info("dismissing a pop-up over the composer")
+            close.click()
+
+    def _submit(self, page: Page, prompt: str, options: JobOptions) -> tuple[float, str]:
+        self._dismiss_popups(page)
+        timeout_ms = self.config.page_timeout * 1000
+        composer = locate.find(page, "composer", self.selectors["composer"], timeout_ms)
+        composer.fill(prompt)
+        self._debug_step(page, "typed")
+        if options != JobOptions():
+            logger.debug("options {} requested: {}", options, ASPECT_RATIOS[options.aspect_ratio])
+        button = locate.find(page, "create button", self.selectors["create_button"], timeout_ms)
+        self._submits.clear()
+        button.click()
+        self._debug_step(page, "clicked")
+        response = self._wait_for(
+            lambda: self._submits[0] if self._submits else None,
+            self.config.page_timeout,
+            lambda: self._no_submit_error(page),
+        )
+        submitted_at = time.time()
+        if not response.ok:
+            raise api_error(response.status, response.text(), "POST /backend/video_gen")
+        task_id = str(response.json()["id"])
+        logger.debug("submitted as {}", task_id)
+        return submitted_at, task_id
+
+    def _no_submit_error(self, page: Page) -> SoraError:
+        text = page.inner_text("body")[:5000]
+        if "Unable to create" in text:
+            line = next(line for line in text.splitlines() if "Unable to create" in line)
+            return ContentRejected(f"the page says: {line.strip()}")
+        marker = challenge_in(text)
+        if marker:
+            return ChallengeRequired(f"the page says {marker!r}")
+        return PageError("the create button was clicked but the page sent no request")
+
+    def _wait_until_finished(self, task_id: str, submitted_at: float) -> dict[str, Any]:
+        deadline = submitted_at + self.config.timeout
+        last_news = time.monotonic()
+        status = ""
+        while True:
+            news = self._read_task_news()
+            if task_id in news:
+                last_news = time.monotonic()
+            elif time.monotonic() - last_news > QUIET_POLL_SECONDS:
+                self._remember(self._fetch_task(task_id))
+                last_news = time.monotonic()
+            task = self._tasks.get(task_id, {})
+            if task.get("status") != status:
+                status = str(task.get("status"))
+                logger.debug("{}: {} ({})", task_id, status, task.get("progress_pct"))
+            if status in FINISHED:
+                return task
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise GenerationTimeout(
+                    f"task {task_id} still {status or 'unseen'} after {self.config.timeout:g}s"
+                )
+            self._wait_for_network(min(SLICE_SECONDS, remaining))
+
+    def _read_task_news(self) -> set[str]:
+        seen: set[str] = set()
+        while self._task_news:
+            response = self._task_news.pop(0)
+            if response.status in (401, 403):
+                raise api_error(response.status, response.text(), _path(response.url))
+            if not response.ok:
+                continue  # the page retries its polling; a failed poll alone says nothing
+            try:
+                body = response.json()
+            except (PlaywrightError, ValueError):
+                continue
+            for task in _tasks_in(body):
+                self._remember(task)
+                seen.add(str(task["id"]))
+        return seen
+
+    def _remember(self, task: dict[str, Any]) -> None:
+        self._tasks[str(task["id"])] = task
+
+    def _fetch_task(self, task_id: str) -> dict[str, Any]:
+        assert self._context is not None
+        token = self._session_answer().get("accessToken", "")
+        path = f"/backend/video_gen/{task_id}"
+        response = self._context.request.get(
+            self._origin + path, headers={"Authorization": f"Bearer {token}"}
+        )
+        if not response.ok:
+            raise api_error(response.status, response.text(), path)
+        body: dict[str, Any] = response.json()
+        return body
+
+    def _download(self, generation: dict[str, Any]) -> ImageFile:
+        assert self._context is not None
+        url = generation.get("url") or (generation.get("encodings") or {}).get("source", {}).get(
+            "path"
+        )
+        if not url:
+            raise DownloadFailed(f"generation {generation.get('id')} has no full-size URL")
+        url = urljoin(self._origin + "/", str(url))
+        try:
+            response = self._context.request.get(url)
+            data = response.body()
+        except PlaywrightError as exc:
+            raise DownloadFailed(f"{_short(url)}: {_said(exc)}") from None
+        if not response.ok:
+            raise DownloadFailed(f"{_short(url)}: HTTP {response.status}")
+        png, width, height, source_format = to_png(data, _short(url))
+        expected = (generation.get("width"), generation.get("height"))
+        if all(isinstance(v, int) for v in expected) and (width, height) != expected:
+            raise DownloadFailed(
+                f"{_short(url)}: got {width}x{height}, the generation is "
+                f"{expected[0]}x{expected[1]}"
+            )
+        return ImageFile(png, width, height, _short(url), source_format)
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    def _check_stop(self) -> None:
+        if self.stop.is_set():
+            raise Interrupted()
+
+    def _wait_for_network(self, seconds: float) -> None:
+        """Return at the page's next network answer, or after ``seconds``, whichever is first."""
+        self._check_stop()
+        assert self._page is not None
+        with contextlib.suppress(PlaywrightTimeout):
+            self._page.wait_for_event("response", timeout=seconds * 1000)
+        self._check_stop()
+
+    def _wait_for(
+        self, ready: Callable[[], T | None], seconds: float, on_timeout: Callable[[], SoraError]
+    ) -> T:
+        deadline = time.time() + seconds
+        while (value := ready()) is None:
+            if time.time() >= deadline:
+                raise on_timeout()
+            self._wait_for_network(min(SLICE_SECONDS, deadline - time.time()))
+        return value
+
+    # -- diagnosis --------------------------------------------------------------------------
+
+    def _page_needs_reload(self) -> None:
+        if self._page is not None:
+            with contextlib.suppress(PlaywrightError):
+                self._page.close()
+        self._page = None
+        self._submits.clear()
+        self._task_news.clear()
+
+    def _artifact_base(self, label: str) -> Path:
+        stamp = time.strftime("%Y%m%d_%H%M%S")
+        digest = hashlib.sha256(label.encode()).hexdigest()[:5]
+        self.config.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        return self.config.artifacts_dir / f"{stamp}_{digest}"
+
+    def _save_artifacts(self, prompt: str, error: SoraError) -> None:
+        """A screenshot and the HTML of the page, named in the error so the log points at them."""
+        page = self._page
+        if page is None or page.is_closed():
+            return
+        base = self._artifact_base(prompt)
+        try:
+            page.screenshot(path=f"{base}.png", full_page=True, timeout=5000)
+            Path(f"{base}.html").write_text(page.content(), encoding="utf-8")
+        except PlaywrightError as exc:
+            logger.debug("no diagnosis saved: {}", _said(exc))
+            return
+        error.detail += f" [capture: {base}.png, {base}.html]"
+
+    def _debug_step(self, page: Page, step: str) -> None:
+        if not self.config.debug:
+            return
+        self._step += 1
+        logger.debug("step {}: {} ({})", self._step, step, _short(page.url))
+        if page.url.startswith("http"):
+            base = self._artifact_base(step)
+            with contextlib.suppress(PlaywrightError):
+                page.screenshot(path=f"{base}_step{self._step:03d}_{step}.png", timeout=5000)

@@ -1,0 +1,117 @@
+"""Every setting, resolved in one place: command-line flag > environment > ``.env`` > default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
+
+# setting -> (environment variable, default). Folders are relative to SORA_HOME.
+OPTIONS: dict[str, tuple[str, str]] = {
+    "home": ("SORA_HOME", "."),
+    "inbox": ("SORA_INBOX_DIR", "inbox"),
+    "processing": ("SORA_PROCESSING_DIR", "processing"),
+    "processed": ("SORA_PROCESSED_DIR", "processed"),
+    "failed": ("SORA_FAILED_DIR", "failed"),
+    "images": ("SORA_IMAGES_DIR", "images"),
+    "logs": ("SORA_LOGS_DIR", "logs"),
+    "debug_dir": ("SORA_DEBUG_DIR", "debug_screenshots"),
+    "session_file": ("SORA_SESSION_FILE", "session.json"),
+    "base_url": ("SORA_BASE_URL", "https://sora.com"),
+    "timeout": ("SORA_TIMEOUT", "60"),
+    "max_retries": ("SORA_MAX_RETRIES", "3"),
+    "retry_delay": ("SORA_RETRY_DELAY", "10"),
+    "headless": ("SORA_HEADLESS", "true"),
+    "browser_path": ("SORA_BROWSER_PATH", ""),
+    "selectors": ("SORA_SELECTORS", ""),
+    "debug": ("SORA_DEBUG", "false"),
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    inbox: Path
+    processing: Path
+    processed: Path
+    failed: Path
+    images: Path
+    logs: Path
+    debug_dir: Path
+    session_file: Path
+    base_url: str
+    timeout: float
+    max_retries: int
+    retry_delay: float
+    headless: bool
+    browser_path: str | None
+    selectors: Path | None
+    debug: bool
+
+
+def _boolean(name: str, text: str) -> bool:
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{name}={text!r}: expected true or false")
+
+
+def _number(name: str, text: str, kind: type[float] | type[int], minimum: float) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r}: expected a {kind.__name__}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={text!r}: must be at least {minimum:g}")
+    return value
+
+
+def resolve(
+    flags: Mapping[str, object | None], environ: Mapping[str, str] = os.environ
+) -> Settings:
+    """Settings from flags (``None`` = not given), then ``environ``, then the defaults.
+
+    Load ``.env`` into the environment first (python-dotenv does not override what is set).
+    """
+    raw: dict[str, str] = {}
+    for key, (env_name, default) in OPTIONS.items():
+        flag = flags.get(key)
+        raw[key] = str(flag) if flag is not None else environ.get(env_name, default)
+
+    def name(key: str) -> str:
+        return OPTIONS[key][0]
+
+    home = Path(raw["home"]).expanduser().resolve()
+
+    def under_home(key: str) -> Path:
+        return home / Path(raw[key]).expanduser()
+
+    return Settings(
+        home=home,
+        inbox=under_home("inbox"),
+        processing=under_home("processing"),
+        processed=under_home("processed"),
+        failed=under_home("failed"),
+        images=under_home("images"),
+        logs=under_home("logs"),
+        debug_dir=under_home("debug_dir"),
+        session_file=under_home("session_file"),
+        base_url=raw["base_url"].rstrip("/"),
+        timeout=_number(name("timeout"), raw["timeout"], float, 1),
+        max_retries=int(_number(name("max_retries"), raw["max_retries"], int, 0)),
+        retry_delay=_number(name("retry_delay"), raw["retry_delay"], float, 0),
+        headless=_boolean(name("headless"), raw["headless"]),
+        browser_path=raw["browser_path"] or None,
+        selectors=under_home("selectors") if raw["selectors"] else None,
+        debug=_boolean(name("debug"), raw["debug"]),
+    )

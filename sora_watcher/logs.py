@@ -1,0 +1,79 @@
+"""Logging: stdout (the journal under systemd) plus one file per run in ``logs/``.
+
+Generation lines keep the wording the users fixed, in French, and no level column:
+``[2025-04-15 18:42:01] Prompt utilisé : "..." Statut : SUCCÈS Fichier : ... Durée : 23.4s``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Record
+
+TIME = "[{time:YYYY-MM-DD HH:mm:ss}]"
+
+# Second line of defence: the code never logs cookies or tokens on purpose, but a library's
+# error message might quote them (Playwright's call logs do).
+SECRETS = [
+    (re.compile(r"(?im)^(\s*-?\s*(?:cookie|set-cookie|authorization)\s*:).*$"), r"\1 [redacted]"),
+    (re.compile(r"(?i)\bBearer\s+[\w.~+/=-]+"), "Bearer [redacted]"),
+    (
+        re.compile(r"(?i)((?:session-token|cf_clearance|__cf_bm|_cfuvid|oai-did)=)[^;\s]+"),
+        r"\1[redacted]",
+    ),
+    (re.compile(r"([?&]sig=)[^&\s]+"), r"\1[redacted]"),
+]
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _redact_record(record: Record) -> None:
+    record["message"] = redact(record["message"])
+
+
+def _format(record: Record) -> str:
+    if record["extra"].get("generation"):
+        return TIME + " {message}\n"
+    return TIME + " {level: <7} {message}\n{exception}"
+
+
+def setup(logs_dir: Path, debug: bool) -> Path:
+    """Send logs to stdout and to a new file named after the start time; return its path."""
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+    path = logs_dir / f"sora-watcher_{stamp}.log"
+    counter = 1
+    while path.exists():  # two runs in one second must not share a file
+        counter += 1
+        path = logs_dir / f"sora-watcher_{stamp}_{counter}.log"
+    level = "DEBUG" if debug else "INFO"
+    logger.remove()
+    logger.configure(patcher=_redact_record)
+    # diagnose=False: loguru would otherwise print local variables (cookies among them)
+    # in tracebacks.
+    logger.add(sys.stdout, level=level, format=_format, colorize=False, diagnose=False)
+    logger.add(path, level=level, format=_format, encoding="utf-8", diagnose=False)
+    return path
+
+
+def success(prompt: str, image: str, seconds: float) -> None:
+    logger.bind(generation=True).info(
+        'Prompt utilisé : "{}" Statut : SUCCÈS Fichier : {} Durée : {:.1f}s', prompt, image, seconds
+    )
+
+
+def failure(prompt: str, error_class: str, detail: str) -> None:
+    logger.bind(generation=True).error(
+        'Prompt utilisé : "{}" Statut : ÉCHEC Erreur : {} ({})', prompt, error_class, detail
+    )

@@ -1,0 +1,290 @@
+"""Fast tests of the pieces, with a test double where the browser would be."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sora_driver.backend import Generation, ImageFile, JobOptions
+from sora_driver.classify import api_error, finished_task_error
+from sora_driver.errors import (
+    ChallengeRequired,
+    ContentRejected,
+    GenerationTimeout,
+    Overloaded,
+    RateLimited,
+    SessionExpired,
+    SoraError,
+    TaskFailed,
+)
+from sora_watcher import logs
+from sora_watcher.config import ConfigError, resolve
+from sora_watcher.daemon import Daemon, RetryPolicy
+from sora_watcher.folders import Folders, JobState, image_name, is_ignored, save_image
+from sora_watcher.inputs import InputError, prompts_from_text, read_prompts
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def test_flag_beats_environment_beats_default(tmp_path: Path) -> None:
+    env = {"SORA_HOME": str(tmp_path), "SORA_TIMEOUT": "90", "SORA_MAX_RETRIES": "5"}
+    settings = resolve({"timeout": "12", "max_retries": None}, env)
+    assert settings.timeout == 12
+    assert settings.max_retries == 5
+    assert settings.headless is True  # default
+    assert settings.inbox == tmp_path / "inbox"
+    assert settings.base_url == "https://sora.com"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("SORA_TIMEOUT", "soon"), ("SORA_HEADLESS", "maybe"), ("SORA_MAX_RETRIES", "-1")],
+)
+def test_bad_settings_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        resolve({}, {name: value})
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+
+def test_one_prompt_per_line_skipping_blanks_and_comments() -> None:
+    prompts = prompts_from_text("# title\n\nfirst prompt\n   \n  second  \n#x\nthird\n")
+    assert [(p.text, p.line) for p in prompts] == [
+        ("first prompt", 3),
+        ("second", 5),
+        ("third", 7),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("empty.txt", b"", "no prompt"),
+        ("blank.txt", b"  \n\t\n# c\n", "no prompt"),
+        ("latin1.txt", "café".encode("latin-1"), "UTF-8"),
+        ("binary.txt", b"\x89PNG\r\n\x1a\n\x00\x00", "binary"),
+        ("image.png", b"anything", "unsupported input type"),
+    ],
+)
+def test_bad_inputs_say_why(tmp_path: Path, name: str, content: bytes, reason: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=reason):
+        read_prompts(path)
+
+
+def test_a_folder_is_not_a_prompt_file(tmp_path: Path) -> None:
+    (tmp_path / "folder.txt").mkdir()
+    with pytest.raises(InputError, match="folder"):
+        read_prompts(tmp_path / "folder.txt")
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40)))
+def test_every_prompt_is_a_stripped_non_comment_line(lines: list[str]) -> None:
+    text = "\n".join(lines)
+    for prompt in prompts_from_text(text):
+        assert prompt.text == prompt.text.strip()
+        assert prompt.text and not prompt.text.startswith("#")
+        assert prompt.text in text.splitlines()[prompt.line - 1]
+
+
+# -- folders and names ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "ignored"),
+    [
+        (".hidden.txt", True),
+        ("a.tmp", True),
+        ("a.txt.part", True),
+        (".a.txt.swp", True),
+        ("a.txt~", True),
+        ("prompt.txt", False),
+        ("theme_alice.json", False),
+    ],
+)
+def test_ignored_names(name: str, ignored: bool) -> None:
+    assert is_ignored(name) is ignored
+
+
+def test_image_name_has_time_and_prompt_hash() -> None:
+    name = image_name("a cat", datetime(2025, 4, 15, 18, 42, 1))
+    assert re.fullmatch(r"20250415_184201_[0-9a-f]{5}\.png", name)
+    assert name[16:21] == "51e46"  # sha256("a cat")[:5]
+
+
+def test_images_never_overwrite_each_other(tmp_path: Path) -> None:
+    paths = [save_image(tmp_path, "same prompt", f"png {i}".encode(), {}) for i in range(3)]
+    assert len(set(paths)) == 3
+    assert [p.read_bytes() for p in paths] == [b"png 0", b"png 1", b"png 2"]
+    assert all(p.with_suffix(".json").is_file() for p in paths)
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+
+def folders_in(root: Path) -> Folders:
+    folders = Folders(*(root / n for n in ("inbox", "processing", "processed", "failed", "im")))
+    folders.ensure()
+    return folders
+
+
+def test_claim_then_finish_without_overwriting(tmp_path: Path) -> None:
+    folders = folders_in(tmp_path)
+    for round_ in range(2):
+        (folders.inbox / "p.txt").write_text(f"round {round_}")
+        claimed = folders.claim(folders.inbox / "p.txt")
+        assert claimed == folders.processing / "p.txt"
+        assert folders.claim(folders.inbox / "p.txt") is None  # already taken
+        folders.finish(claimed, JobState.PROCESSED)
+    assert (folders.processed / "p.txt").read_text() == "round 0"
+    assert (folders.processed / "p_2.txt").read_text() == "round 1"
+
+
+# -- log lines --------------------------------------------------------------------------------
+
+
+def test_generation_log_lines_use_the_users_wording(tmp_path: Path) -> None:
+    log_file = logs.setup(tmp_path, debug=False)
+    logs.success('a "quoted" {braced} prompt', "images/20250415_184201_a1b2c.png", 23.44)
+    logs.failure("another", "GenerationTimeout", "task_1 still running after 60s")
+    lines = log_file.read_text(encoding="utf-8").splitlines()
+    stamp = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] "
+    assert re.match(
+        stamp + r'Prompt utilisé : "a "quoted" \{braced\} prompt" Statut : SUCCÈS '
+        r"Fichier : images/20250415_184201_a1b2c\.png Durée : 23\.4s$",
+        lines[-2],
+    )
+    assert re.match(
+        stamp + r'Prompt utilisé : "another" Statut : ÉCHEC Erreur : GenerationTimeout '
+        r"\(task_1 still running after 60s\)$",
+        lines[-1],
+    )
+
+
+def test_secrets_are_redacted_from_log_messages() -> None:
+    text = (
+        "GET failed\n  - cookie: __Secure-next-auth.session-token=abc123; oai-did=xyz\n"
+        "Authorization: Bearer eyJhbGciOi.payload.sig\nhttps://h/a.png?st=1&sig=s3cr3t&x=1"
+    )
+    cleaned = logs.redact(text)
+    for secret in ("abc123", "xyz", "eyJhbGciOi", "s3cr3t"):
+        assert secret not in cleaned
+    assert cleaned.startswith("GET failed")
+
+
+# -- error classification ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (401, '{"error": {"code": "token_expired", "message": "expired"}}', SessionExpired),
+        (429, '{"error": {"code": "too_many_concurrent_tasks", "message": "3"}}', RateLimited),
+        (503, '{"error": {"code": "heavy_load", "message": "busy"}}', Overloaded),
+        (403, "<title>Just a moment...</title>", ChallengeRequired),
+        (400, '{"error": {"message": "This prompt violates our content policy"}}', ContentRejected),
+        (404, '{"error": {"message": "Not found"}}', TaskFailed),
+    ],
+)
+def test_api_errors_are_named(status: int, body: str, expected: type[SoraError]) -> None:
+    error = api_error(status, body, "/backend/video_gen")
+    assert type(error) is expected
+    assert str(status) in error.detail
+
+
+def test_credit_limit_waits_until_the_reset() -> None:
+    body = '{"error": {"type": "rate_limit_exhausted", "access_resets_in_seconds": 3600}}'
+    error = api_error(429, body, "/backend/video_gen")
+    assert isinstance(error, RateLimited)
+    assert error.resume_after == 3600
+
+
+def test_finished_tasks() -> None:
+    ok = {"id": "t", "status": "succeeded", "generations": [{"url": "u"}], "progress_pct": 0.67}
+    assert finished_task_error(ok) is None
+    moderated = {"id": "t", "status": "failed", "moderation_result": {"type": "terminal"}}
+    assert isinstance(finished_task_error(moderated), ContentRejected)
+    broken = {"id": "t", "status": "failed", "failure_reason": "internal"}
+    assert isinstance(finished_task_error(broken), TaskFailed)
+
+
+# -- the daemon's worker with a test double ---------------------------------------------------
+
+
+class ScriptedBackend:
+    """Answers each prompt from a script of errors, then with a tiny image."""
+
+    def __init__(self, errors: dict[str, list[SoraError]]) -> None:
+        self.errors = errors
+        self.calls: list[str] = []
+
+    def generate(self, prompt: str, options: JobOptions) -> Generation:
+        self.calls.append(prompt)
+        pending = self.errors.get(prompt, [])
+        if pending:
+            raise pending.pop(0)
+        now = time.time()
+        image = ImageFile(b"\x89PNG fake", 1, 1, "http://x/full.png", "PNG")
+        return Generation("task_x", prompt, [image], now, now, now)
+
+    def close(self) -> None:
+        pass
+
+
+def make_daemon(tmp_path: Path, backend: ScriptedBackend) -> Daemon:
+    settings = resolve({"home": str(tmp_path), "max_retries": "2", "retry_delay": "0"}, {})
+    return Daemon(settings, lambda: backend, threading.Event(), once=True)
+
+
+def test_transient_errors_are_retried_then_succeed(tmp_path: Path) -> None:
+    backend = ScriptedBackend({"a": [GenerationTimeout("slow"), Overloaded("busy")]})
+    daemon = make_daemon(tmp_path, backend)
+    daemon.folders.ensure()
+    (daemon.folders.inbox / "in.txt").write_text("a\n")
+    daemon.run()
+    assert backend.calls == ["a", "a", "a"]
+    assert (daemon.folders.processed / "in.txt").exists()
+    assert len(list(daemon.settings.images.glob("*.png"))) == 1
+
+
+def test_permanent_failure_keeps_the_other_images_and_explains(tmp_path: Path) -> None:
+    backend = ScriptedBackend(
+        {"bad": [ContentRejected("moderation terminal")], "slow": [GenerationTimeout("t")] * 3}
+    )
+    daemon = make_daemon(tmp_path, backend)
+    daemon.folders.ensure()
+    (daemon.folders.inbox / "in.txt").write_text("good\nbad\nslow\n")
+    daemon.run()
+    assert backend.calls == ["good", "bad", "slow", "slow", "slow"]
+    assert (daemon.folders.failed / "in.txt").exists()
+    report = (daemon.folders.failed / "in.txt.error.txt").read_text()
+    assert "line 1: done" in report
+    assert "line 2: ContentRejected: moderation terminal" in report
+    assert "line 3: GenerationTimeout" in report
+    assert len(list(daemon.settings.images.glob("*.png"))) == 1
+    assert daemon.unfinished == 1
+
+
+def test_a_stopping_error_leaves_the_input_claimed_not_failed(tmp_path: Path) -> None:
+    backend = ScriptedBackend({"a": [SessionExpired("null session")]})
+    daemon = make_daemon(tmp_path, backend)
+    daemon.folders.ensure()
+    (daemon.folders.inbox / "in.txt").write_text("a\n")
+    daemon.run()
+    assert (daemon.folders.processing / "in.txt").exists()
+    assert not os.listdir(daemon.folders.failed)
+
+
+def test_retry_delays_grow_with_jitter() -> None:
+    policy = RetryPolicy(max_retries=5, delay=10, jitter=0.2)
+    first, third = policy.wait_before(1), policy.wait_before(3)
+    assert 8 <= first <= 12
+    assert 32 <= third <= 48

@@ -213,6 +213,9 @@ class SoraWebDriver:
             self._page_needs_reload()
             raise
         except PlaywrightError as exc:
+            # Ctrl-C in a terminal reaches Chromium too: a browser that died because we are
+            # stopping is an interruption, not a failure to retry.
+            self._check_stop()
             error = PageError(f"browser: {_said(exc)}")
             self._save_artifacts(prompt, error)
             self._page_needs_reload()

@@ -72,7 +72,9 @@ def drop(inbox: Path, name: str, text: str) -> Path:
 class Daemon:
     """``python watcher.py ...`` as a real process, its output read line by line."""
 
-    def __init__(self, home: Path, env: dict[str, str], *args: str) -> None:
+    def __init__(
+        self, home: Path, env: dict[str, str], *args: str, own_group: bool = False
+    ) -> None:
         self.home = home
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.output: list[str] = []
@@ -84,6 +86,7 @@ class Daemon:
             stderr=subprocess.STDOUT,
             text=True,
             encoding="utf-8",
+            start_new_session=own_group,  # like a terminal's foreground job
         )
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -118,6 +121,10 @@ class Daemon:
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         self.process.send_signal(signum)
+
+    def signal_group(self, signum: int) -> None:
+        """What Ctrl-C in a terminal does: the signal goes to every process of the job."""
+        os.killpg(self.process.pid, signum)
 
     def wait(self, timeout: float = 30) -> int:
         code = self.process.wait(timeout=timeout)

@@ -210,6 +210,23 @@ def test_sigterm_during_a_generation_stops_cleanly_and_restart_finishes(
     assert restarted.wait(timeout=15) == 0
 
 
+def test_ctrl_c_in_a_terminal_during_a_generation(
+    home: Path, standin: StandIn, daemons: list[Daemon]
+) -> None:
+    standin.delay = 30
+    daemon = Daemon(home, daemon_env(home, standin, SORA_DEBUG="true"), "run", own_group=True)
+    daemons.append(daemon)
+    daemon.expect(r"watching ")
+    drop(home / "inbox", "slow.txt", PROMPTS[0] + "\n")
+    daemon.expect(r"submitted as task_")
+
+    daemon.signal_group(signal.SIGINT)  # Chromium gets it too, and may die first
+
+    assert daemon.wait(timeout=15) == 0
+    assert not any("again in" in line for line in daemon.output), "no retry while stopping"
+    assert (home / "processing" / "slow.txt").is_file()
+
+
 def test_generate_command_checklist(home: Path, standin: StandIn) -> None:
     prompt_file = home / "prompt.txt"
     prompt_file.write_text("", encoding="utf-8")

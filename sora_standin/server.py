@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
@@ -65,7 +66,36 @@ class _HTTPError(Exception):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    standin: StandIn
+
+    def __init__(self, address: tuple[str, int], standin: StandIn) -> None:
+        self.standin = standin
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    # Connections are tracked so that stop() can cut kept-alive ones: otherwise a browser
+    # could go on talking to a "stopped" stand-in through a connection opened before.
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # already closed by the other side
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up is routine here; anything else deserves a traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Server6(_Server):
@@ -110,8 +140,7 @@ class StandIn:
         if self._httpd is not None:
             return self
         server_class = _Server6 if ":" in self.host else _Server
-        httpd = server_class((self.host, self.port), _Handler)
-        httpd.standin = self
+        httpd = server_class((self.host, self.port), self)
         self._httpd = httpd
         self._thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
@@ -125,6 +154,7 @@ class StandIn:
             return
         httpd.shutdown()
         httpd.server_close()
+        httpd.close_connections()
         if thread is not None:
             thread.join(timeout=5)
         self._httpd = self._thread = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
@@ -307,6 +308,34 @@ def test_submissions_and_control_endpoints(standin: StandIn, bearer: dict[str, s
     assert call(f"{base}/nothing/here").json()["error"]["code"] == "not_found"
 
 
+def test_extensions_unsafe_prompt_and_concurrency_limit(
+    standin: StandIn, bearer: dict[str, str]
+) -> None:
+    standin.delay = 0
+    task_id = submit(standin, bearer, prompt="something [standin:unsafe]")
+    task = call(f"{standin.base_url}/backend/video_gen/{task_id}", headers=bearer).json()
+    assert task["status"] == "failed" and task["generations"] == []
+    assert task["moderation_result"]["type"] == "terminal" and task["failure_reason"]
+
+    config = call(f"{standin.base_url}/_standin/config", "POST", {"delay": 60, "max_concurrent": 1})
+    assert config.json() == {"delay": 60.0, "max_concurrent": 1}
+    submit(standin, bearer)
+    refused = call(f"{standin.base_url}/backend/video_gen", "POST", {"prompt": "x"}, bearer)
+    assert refused.status == 429
+    assert refused.json()["error"]["code"] == "too_many_concurrent_tasks"
+
+
+def test_stop_cuts_kept_alive_connections(standin: StandIn) -> None:
+    host, port = standin.base_url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    connection.request("GET", "/_standin/health")
+    assert connection.getresponse().read() == b'{"ok": true}'
+    standin.stop()
+    with pytest.raises((ConnectionError, http.client.HTTPException)):
+        connection.request("GET", "/_standin/health")
+        connection.getresponse()
+
+
 def test_cli_serves_until_sigterm_and_writes_sessions(tmp_path: Path) -> None:
     out = tmp_path / "session.json"
     made = subprocess.run(
@@ -369,7 +398,7 @@ def test_page_in_real_chromium(standin: StandIn) -> None:
     args.append("--disable-sync")
     if os.geteuid() == 0:
         args.append("--no-sandbox")
-    standin.delay = 1.0
+    standin.delay = 0.6
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=args)
         try:

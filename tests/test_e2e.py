@@ -265,3 +265,17 @@ def test_failed_generation_is_logged_with_its_detail(home: Path, standin: StandI
     assert "127.0.0.1:9" in failures[0]["detail"]
     assert not images_in(home)
     assert_no_secret_leaked(home, daemon.output)
+
+
+def test_generation_timeout_is_a_clear_error(home: Path, standin: StandIn) -> None:
+    standin.delay = 20
+    drop(home / "inbox", "prompt.txt", PROMPTS[0] + "\n")
+    daemon = run_once(home, standin, "once", SORA_TIMEOUT="2", SORA_MAX_RETRIES="0")
+    assert daemon.process.returncode != 0
+    [failure] = [m for line in log_lines(home) if (m := FAILURE_LINE.match(line))]
+    assert failure["error"] == "GenerationTimeout"
+    assert re.search(r"task task_\w+ still (queued|running) after 2s", failure["detail"])
+    report = (home / "failed" / "prompt.txt.error.txt").read_text(encoding="utf-8")
+    assert "line 1: GenerationTimeout" in report
+    captures = re.findall(r"capture: (\S+\.png), (\S+\.html)", failure["detail"])
+    assert captures and all(Path(p).is_file() for p in captures[0]), "page saved for diagnosis"

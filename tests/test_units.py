@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import threading
@@ -12,12 +13,14 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from PIL import Image
 
 from sora_driver.backend import Generation, ImageFile, JobOptions
 from sora_driver.classify import api_error, finished_task_error
 from sora_driver.errors import (
     ChallengeRequired,
     ContentRejected,
+    DownloadFailed,
     GenerationTimeout,
     Overloaded,
     RateLimited,
@@ -25,6 +28,7 @@ from sora_driver.errors import (
     SoraError,
     TaskFailed,
 )
+from sora_driver.images import to_png
 from sora_watcher import logs
 from sora_watcher.config import ConfigError, resolve
 from sora_watcher.daemon import Daemon, RetryPolicy
@@ -214,6 +218,30 @@ def test_finished_tasks() -> None:
     assert isinstance(finished_task_error(moderated), ContentRejected)
     broken = {"id": "t", "status": "failed", "failure_reason": "internal"}
     assert isinstance(finished_task_error(broken), TaskFailed)
+
+
+# -- images -----------------------------------------------------------------------------------
+
+
+def encoded(fmt: str, size: tuple[int, int] = (64, 32)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(out, format=fmt)
+    return out.getvalue()
+
+
+def test_webp_and_jpeg_become_png_of_the_same_size() -> None:
+    for fmt in ("WEBP", "JPEG"):
+        png, width, height, source = to_png(encoded(fmt), "http://x/a")
+        assert (width, height, source) == (64, 32, fmt)
+        with Image.open(io.BytesIO(png)) as image:
+            assert image.format == "PNG"
+            assert image.size == (64, 32)
+
+
+@pytest.mark.parametrize("data", [b"", b"<html>Access denied</html>", encoded("PNG")[:-40]])
+def test_what_is_not_a_whole_image_is_a_download_failure(data: bytes) -> None:
+    with pytest.raises(DownloadFailed, match="not a complete image"):
+        to_png(data, "http://x/a.png")
 
 
 # -- the daemon's worker with a test double ---------------------------------------------------

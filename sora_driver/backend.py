@@ -1,4 +1,8 @@
-"""The one seam between the daemon and whatever makes the images."""
+"""The one seam between the daemon and whatever makes the images.
+
+A generation is two calls, so that the daemon can write the task id down in between: after a
+crash it then follows the task it already paid for instead of submitting the prompt again.
+"""
 
 from __future__ import annotations
 
@@ -28,30 +32,35 @@ class ImageFile:
     png: bytes
     width: int
     height: int
-    source_url: str
+    source_url: str  # without its query string: signed URLs are credentials
     source_format: str  # what the server sent: PNG, WEBP, JPEG ...
 
 
 @dataclass(frozen=True)
 class Generation:
-    """What one prompt gave: its images and how long each step took."""
+    """What one task gave: its images and how long each step took."""
 
     task_id: str
-    prompt: str
     images: list[ImageFile]
-    started_at: float
-    submitted_at: float
-    finished_at: float
     timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def duration(self) -> float:
-        return self.finished_at - self.started_at
 
 
 class ImageBackend(Protocol):
-    """Prompt in, full-size images out. Raises ``sora_driver.errors.SoraError`` subclasses."""
+    """Raises ``sora_driver.errors.SoraError`` subclasses, or ``Interrupted`` when stopping."""
 
-    def generate(self, prompt: str, options: JobOptions) -> Generation: ...
+    def submit(self, prompt: str, options: JobOptions) -> str:
+        """Start a generation; return its task id."""
+        ...
+
+    def collect(self, task_id: str, options: JobOptions) -> Generation:
+        """Wait for a task to finish and download its full-size images."""
+        ...
+
+    def find_task(self, prompt: str, since: float) -> str | None:
+        """A task for ``prompt`` created after ``since`` (a Unix time), if the site has one.
+
+        Used after a crash between a submission and the moment its task id was written down.
+        """
+        ...
 
     def close(self) -> None: ...

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -53,6 +54,8 @@ FINISHED = {"succeeded", "failed", "cancelled"}
 SLICE_SECONDS = 0.5  # longest time between two looks at the stop flag
 QUIET_POLL_SECONDS = 5.0  # with no task news on the page for this long, ask the backend directly
 LOGIN_MARKERS = ("/login", "/auth/", "auth.openai.com")
+MAX_UNREAD_NEWS = 50
+CLOCK_SLACK_SECONDS = 30.0  # our clock and the site's may disagree a little
 T = TypeVar("T")
 
 
@@ -99,6 +102,16 @@ def _said(exc: PlaywrightError) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def _timestamp(value: Any) -> float:
+    """A task's ``created_at`` (ISO 8601 or Unix seconds) as Unix seconds; 0 if unreadable."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
 def _short(url: str) -> str:
     """A URL without its query: signed URLs carry credentials that have no place in a log."""
     parts = urlsplit(url)
@@ -119,7 +132,7 @@ class SoraWebDriver:
         self._origin = config.base_url.rstrip("/")
         self._submits: list[Response] = []
         self._task_news: list[Response] = []
-        self._tasks: dict[str, dict[str, Any]] = {}
+        self._submitted_at: dict[str, float] = {}
         self._step = 0
 
     # -- life cycle -------------------------------------------------------------------------
@@ -193,23 +206,61 @@ class SoraWebDriver:
         body = self._session_answer()
         logger.info("Sora session valid (expires {})", body.get("expires", "?"))
 
-    # -- one generation ---------------------------------------------------------------------
+    # -- one generation: submit, then collect ----------------------------------------------
 
-    def generate(self, prompt: str, options: JobOptions) -> Generation:
-        started = time.time()
-        try:
+    def submit(self, prompt: str, options: JobOptions) -> str:
+        def through_the_page() -> str:
             self._ensure_browser()
-            page = self._composer_page()
-            submitted_at, task_id = self._submit(page, prompt, options)
-            task = self._wait_until_finished(task_id, submitted_at)
+            task_id = self._submit(self._composer_page(), prompt, options)
+            self._submitted_at[task_id] = time.time()
+            return task_id
+
+        return self._guarded(prompt, through_the_page)
+
+    def collect(self, task_id: str, options: JobOptions) -> Generation:
+        def wait_and_download() -> Generation:
+            self._ensure_browser()
+            self._composer_page()  # its own polling tells us when the task is done
+            started = time.time()
+            submitted_at = self._submitted_at.pop(task_id, None)
+            # A task submitted before a restart: ask for it at once rather than wait for news.
+            known = {} if submitted_at else self._fetch_task(task_id)
+            task = self._wait_until_finished(task_id, submitted_at or started, known)
             finished_error = finished_task_error(task)
             if finished_error is not None:
                 raise finished_error
             waited = time.time()
             images = [self._download(g) for g in task["generations"][: options.variants]]
+            return Generation(
+                task_id,
+                images,
+                {
+                    "wait": round(waited - started, 3),
+                    "download": round(time.time() - waited, 3),
+                },
+            )
+
+        return self._guarded(task_id, wait_and_download)
+
+    def find_task(self, prompt: str, since: float) -> str | None:
+        def look_in_the_task_list() -> str | None:
+            self._ensure_browser()
+            listing = self._api_get("/backend/v2/list_tasks?limit=20")
+            for task in _tasks_in(listing):  # newest first
+                created = _timestamp(task.get("created_at"))
+                if task.get("prompt") == prompt and created >= since - CLOCK_SLACK_SECONDS:
+                    return str(task["id"])
+            return None
+
+        return self._guarded(prompt, look_in_the_task_list)
+
+    def _guarded(self, label: str, step: Callable[[], T]) -> T:
+        """Run a step; on failure keep a capture of the page and start the next one afresh."""
+        try:
+            return step()
         except (SoraError, Interrupted) as exc:
             if isinstance(exc, SoraError):
-                self._save_artifacts(prompt, exc)
+                self._save_artifacts(label, exc)
             self._page_needs_reload()
             raise
         except PlaywrightError as exc:
@@ -217,23 +268,9 @@ class SoraWebDriver:
             # stopping is an interruption, not a failure to retry.
             self._check_stop()
             error = PageError(f"browser: {_said(exc)}")
-            self._save_artifacts(prompt, error)
+            self._save_artifacts(label, error)
             self._page_needs_reload()
             raise error from None
-        finished = time.time()
-        return Generation(
-            task_id=task_id,
-            prompt=prompt,
-            images=images,
-            started_at=started,
-            submitted_at=submitted_at,
-            finished_at=finished,
-            timings={
-                "submit": round(submitted_at - started, 3),
-                "wait": round(waited - submitted_at, 3),
-                "download": round(finished - waited, 3),
-            },
-        )
 
     def _composer_page(self) -> Page:
         if self._page is not None and not self._page.is_closed():
@@ -260,6 +297,7 @@ class SoraWebDriver:
             self._submits.append(response)
         elif _is_task_news(response):
             self._task_news.append(response)
+            del self._task_news[:-MAX_UNREAD_NEWS]  # an idle page must not pile them up
 
     def _check_page_state(self, page: Page) -> None:
         if any(marker in page.url for marker in LOGIN_MARKERS):
@@ -279,7 +317,7 @@ class SoraWebDriver:
             logger.info("dismissing a pop-up over the composer")
             close.click()
 
-    def _submit(self, page: Page, prompt: str, options: JobOptions) -> tuple[float, str]:
+    def _submit(self, page: Page, prompt: str, options: JobOptions) -> str:
         self._dismiss_popups(page)
         timeout_ms = self.config.page_timeout * 1000
         composer = locate.find(page, "composer", self.selectors["composer"], timeout_ms)
@@ -296,12 +334,11 @@ class SoraWebDriver:
             self.config.page_timeout,
             lambda: self._no_submit_error(page),
         )
-        submitted_at = time.time()
         if not response.ok:
             raise api_error(response.status, response.text(), "POST /backend/video_gen")
         task_id = str(response.json()["id"])
         logger.debug("submitted as {}", task_id)
-        return submitted_at, task_id
+        return task_id
 
     def _no_submit_error(self, page: Page) -> SoraError:
         text = page.inner_text("body")[:5000]
@@ -313,18 +350,18 @@ class SoraWebDriver:
             return ChallengeRequired(f"the page says {marker!r}")
         return PageError("the create button was clicked but the page sent no request")
 
-    def _wait_until_finished(self, task_id: str, submitted_at: float) -> dict[str, Any]:
+    def _wait_until_finished(
+        self, task_id: str, submitted_at: float, task: dict[str, Any]
+    ) -> dict[str, Any]:
         deadline = submitted_at + self.config.timeout
         last_news = time.monotonic()
         status = ""
         while True:
-            news = self._read_task_news()
-            if task_id in news:
-                last_news = time.monotonic()
+            news = self._task_news_about(task_id)
+            if news is not None:
+                task, last_news = news, time.monotonic()
             elif time.monotonic() - last_news > QUIET_POLL_SECONDS:
-                self._remember(self._fetch_task(task_id))
-                last_news = time.monotonic()
-            task = self._tasks.get(task_id, {})
+                task, last_news = self._fetch_task(task_id), time.monotonic()
             if task.get("status") != status:
                 status = str(task.get("status"))
                 logger.debug("{}: {} ({})", task_id, status, task.get("progress_pct"))
@@ -337,8 +374,9 @@ class SoraWebDriver:
                 )
             self._wait_for_network(min(SLICE_SECONDS, remaining))
 
-    def _read_task_news(self) -> set[str]:
-        seen: set[str] = set()
+    def _task_news_about(self, task_id: str) -> dict[str, Any] | None:
+        """The newest state of a task in what the page fetched since the last look."""
+        newest = None
         while self._task_news:
             response = self._task_news.pop(0)
             if response.status in (401, 403):
@@ -349,25 +387,25 @@ class SoraWebDriver:
                 body = response.json()
             except (PlaywrightError, ValueError):
                 continue
-            for task in _tasks_in(body):
-                self._remember(task)
-                seen.add(str(task["id"]))
-        return seen
+            newest = next((t for t in _tasks_in(body) if t.get("id") == task_id), newest)
+        return newest
 
-    def _remember(self, task: dict[str, Any]) -> None:
-        self._tasks[str(task["id"])] = task
-
-    def _fetch_task(self, task_id: str) -> dict[str, Any]:
+    def _api_get(self, path: str) -> Any:
+        """A ``/backend`` call made the way the page makes it, with the session's bearer token."""
         assert self._context is not None
         token = self._session_answer().get("accessToken", "")
-        path = f"/backend/video_gen/{task_id}"
         response = self._context.request.get(
             self._origin + path, headers={"Authorization": f"Bearer {token}"}
         )
         if not response.ok:
-            raise api_error(response.status, response.text(), path)
-        body: dict[str, Any] = response.json()
-        return body
+            raise api_error(response.status, response.text(), path.split("?")[0])
+        return response.json()
+
+    def _fetch_task(self, task_id: str) -> dict[str, Any]:
+        tasks = _tasks_in(self._api_get(f"/backend/video_gen/{task_id}"))
+        if not tasks:
+            raise PageError(f"/backend/video_gen/{task_id} did not answer with a task")
+        return tasks[0]
 
     def _download(self, generation: dict[str, Any]) -> ImageFile:
         assert self._context is not None

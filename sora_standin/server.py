@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import json
 import re
+import secrets
 import socket
 import sys
 import threading
@@ -19,7 +20,7 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from . import auth, images, tasks
+from . import auth, images, scenarios, tasks
 
 MAX_BODY = 1 << 20
 STATIC_TYPES = {
@@ -28,10 +29,33 @@ STATIC_TYPES = {
     ".css": "text/css; charset=utf-8",
 }
 TOKEN_EXPIRED = "Your authentication token has expired. Please try signing in again."
+PHONE_VERIFICATION = "Verify your phone number to continue."
 _ASSET_RE = re.compile(
     r"^assets/(?P<task>task_[0-9a-z]+)/(?P<stamp>\d+)_"
-    r"(?:src_(?P<png>\d+)\.png|img_(?P<webp>\d+)\.webp|img_(?P<thumb>\d+)_thumb\.webp)$"
+    r"(?:src_(?P<src>\d+)\.(?P<ext>png|webp)|img_(?P<webp>\d+)\.webp"
+    r"|img_(?P<thumb>\d+)_thumb\.webp)$"
 )
+# What each refusal of `POST /backend/video_gen` answers: status, code, type, message.
+_REFUSALS: dict[str, tuple[int, str, str, str]] = {
+    "too_many_concurrent": (
+        429,
+        "too_many_concurrent_tasks",
+        "invalid_request_error",
+        "You already have 3 generations in progress. Please wait for one to finish.",
+    ),
+    "heavy_load": (
+        503,
+        "heavy_load",
+        "server_error",
+        "We're experiencing heavy load. Please try again later.",
+    ),
+    "unable_to_create": (
+        400,
+        "content_policy_violation",
+        "invalid_request_error",
+        "This prompt may violate our content policies.",
+    ),
+}
 
 
 def is_loopback(host: str) -> bool:
@@ -48,6 +72,15 @@ def _static_file(name: str) -> bytes | None:
     return entry.read_bytes() if entry.is_file() else None
 
 
+def _with_page_config(page: bytes, config: dict[str, Any]) -> bytes:
+    """index.html with a JSON config that app.js reads before building the page."""
+    # "<" escaped so that no value can close the script element early.
+    data = json.dumps(config).replace("<", "\\u003c")
+    app = b'<script src="/static/app.js">'
+    tag = f'<script id="standin-page" type="application/json">{data}</script>\n  '
+    return page.replace(app, tag.encode() + app, 1)
+
+
 class _HTTPError(Exception):
     """Raised by route code to answer with the API error shape."""
 
@@ -58,10 +91,13 @@ class _HTTPError(Exception):
         code: str | None = None,
         param: str | None = None,
         type_: str = "invalid_request_error",
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.param, self.type = status, code, param, type_
         self.message = message
+        # Fields some errors carry both inside "error" and beside it (access_resets_in_seconds).
+        self.extra = extra or {}
 
 
 class _Server(ThreadingHTTPServer):
@@ -124,8 +160,15 @@ class StandIn:
         self.max_concurrent: int | None = None
         self.submissions: list[dict[str, Any]] = []
         self.tasks = tasks.TaskStore()
+        self.scenarios = scenarios.Scenarios()
+        self._page_variant: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._emails: dict[str, str] = {}
+        self._revocations = 0
+        # Users whose page showed the phone verification dialog: their POSTs are refused.
+        self._phone_blocked: set[str] = set()
+        # Set by stop(): handlers that wait on purpose (slow_cdn) give up at once.
+        self.stopping = threading.Event()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -141,6 +184,7 @@ class StandIn:
             return self
         server_class = _Server6 if ":" in self.host else _Server
         httpd = server_class((self.host, self.port), self)
+        self.stopping.clear()
         self._httpd = httpd
         self._thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
@@ -152,6 +196,7 @@ class StandIn:
         httpd, thread = self._httpd, self._thread
         if httpd is None:
             return
+        self.stopping.set()
         httpd.shutdown()
         httpd.server_close()
         httpd.close_connections()
@@ -173,7 +218,54 @@ class StandIn:
     def storage_state(
         self, user: str = "demo", valid_for: float = auth.SESSION_LIFETIME
     ) -> dict[str, Any]:
-        return auth.make_storage_state(self.base_url, user, self.secret, valid_for)
+        return auth.make_storage_state(self.base_url, user, self.session_secret, valid_for)
+
+    # --- failure modes and page variants (see scenarios.py) -------------------------------
+
+    def scenario(self, name: str, count: int | None = 1, **params: Any) -> None:
+        """Arm a failure mode for the next `count` occurrences (None: until cleared)."""
+        self.scenarios.arm(name, count, params)
+
+    def clear_scenarios(self) -> None:
+        self.scenarios.clear()
+        with self._lock:
+            self._phone_blocked.clear()
+
+    @property
+    def page_variant(self) -> dict[str, Any]:
+        """DOM variants of the composer page; {} is the default page."""
+        return self._page_variant
+
+    @page_variant.setter
+    def page_variant(self, variant: dict[str, Any]) -> None:
+        self._page_variant = scenarios.check_page_variant(variant)
+
+    @property
+    def session_secret(self) -> str:
+        """Signs session cookies and bearer tokens; revoke_sessions() changes it.
+
+        Asset URLs keep the plain secret: like the real signed CDN URLs, they do not depend
+        on the session.
+        """
+        with self._lock:
+            revocations = self._revocations
+        return self.secret if revocations == 0 else f"{self.secret}#revoked-{revocations}"
+
+    def revoke_sessions(self) -> None:
+        """Every session cookie and token issued so far stops working; new ones work."""
+        with self._lock:
+            self._revocations += 1
+
+    def set_phone_blocked(self, user: str, blocked: bool) -> None:
+        with self._lock:
+            if blocked:
+                self._phone_blocked.add(user)
+            else:
+                self._phone_blocked.discard(user)
+
+    def is_phone_blocked(self, user: str) -> bool:
+        with self._lock:
+            return user in self._phone_blocked
 
     def email_of(self, user: str) -> str:
         with self._lock:
@@ -201,6 +293,7 @@ class _Handler(BaseHTTPRequestHandler):
     query: dict[str, list[str]]
     body: bytes
     user: str | None
+    server_header: str | None  # replaces the Server header (Cloudflare pages)
 
     @property
     def app(self) -> StandIn:
@@ -211,6 +304,9 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         if self.app.verbose:
             super().log_message(format, *args)
+
+    def version_string(self) -> str:
+        return getattr(self, "server_header", None) or super().version_string()
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -228,8 +324,12 @@ class _Handler(BaseHTTPRequestHandler):
             # Read the body before anything can fail, or it would poison the kept-alive stream.
             self.body = self._read_body()
             self.user = None
+            self.server_header = None
             if parts.path.startswith("/backend/"):
                 self.user = self._bearer_user()
+                # A valid token refused anyway, as when the site's token expires early.
+                if self.app.scenarios.take("token_expired"):
+                    raise _HTTPError(401, TOKEN_EXPIRED, "token_expired")
             self._route(method, parts.path)
         except _HTTPError as error:
             self._error(error)
@@ -289,7 +389,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _error(self, error: _HTTPError) -> None:
         shape = {"message": error.message, "type": error.type, "param": error.param}
-        self._json(error.status, {"error": {**shape, "code": error.code}})
+        body = {"error": {**shape, "code": error.code, **error.extra}, **error.extra}
+        self._json(error.status, body)
 
     def _redirect(self, location: str, status: int = 302, cookies: list[str] | None = None) -> None:
         headers = [("Location", location), ("Cache-Control", "no-store")]
@@ -330,7 +431,8 @@ class _Handler(BaseHTTPRequestHandler):
         cookies = self._cookies()
         for name in (auth.SESSION_COOKIE, auth.LEGACY_SESSION_COOKIE):
             if name in cookies:
-                session = auth.parse_session_value(cookies[name], self.app.secret, time.time())
+                secret = self.app.session_secret
+                session = auth.parse_session_value(cookies[name], secret, time.time())
                 if session is not None:
                     return session
         return None
@@ -340,7 +442,7 @@ class _Handler(BaseHTTPRequestHandler):
         scheme, _, token = header.partition(" ")
         user = None
         if scheme.lower() == "bearer" and token:
-            user = auth.parse_access_token(token.strip(), self.app.secret, time.time())
+            user = auth.parse_access_token(token.strip(), self.app.session_secret, time.time())
         if user is None:
             raise _HTTPError(401, TOKEN_EXPIRED, "token_expired")
         return user
@@ -353,11 +455,41 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- pages ----------------------------------------------------------------------------
 
+    def _cloudflare(self) -> bool:
+        """Answer with Cloudflare's challenge (or block) page if that scenario is armed."""
+        fired = self.app.scenarios.take("cloudflare")
+        if fired is None:
+            return False
+        block = fired[1]["block"]
+        ray = secrets.token_hex(8) + "-AMS"
+        host = escape(self.headers.get("Host") or "sora.com")
+        template = _static_file("cloudflare_block.html" if block else "cloudflare_challenge.html")
+        page = (template or b"").decode().replace("{{ray}}", ray).replace("{{host}}", host)
+        headers = [
+            ("Cache-Control", "private, max-age=0, no-store, no-cache, must-revalidate"),
+            ("CF-RAY", ray),
+        ]
+        if not block:
+            headers.append(("cf-mitigated", "challenge"))
+        self.server_header = "cloudflare"
+        self._send(403, page.encode(), "text/html; charset=UTF-8", headers)
+        return True
+
     def page_index(self, match: re.Match[str]) -> None:
-        if self._session() is None:
+        if self._cloudflare():
+            return
+        session = self._session()
+        if session is None:
             self._redirect("/login?next=/")
             return
+        phone = self.app.scenarios.take("phone_verification") is not None
+        # The account stays blocked until a page load comes without the dialog.
+        self.app.set_phone_blocked(session[0], phone)
+        # Checked here too: page_variant is a plain dict that tests may edit in place.
+        variant = scenarios.check_page_variant(self.app.page_variant)
         body = _static_file("index.html") or b""
+        if variant or phone:
+            body = _with_page_config(body, {"variant": variant, "phone_verification": phone})
         headers = [("Cache-Control", "no-store")]
         headers += [("Set-Cookie", cookie) for cookie in self._device_cookie()]
         self._send(200, body, STATIC_TYPES[".html"], headers)
@@ -385,7 +517,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.app.remember_email(user, email)
         expires = int(time.time() + auth.SESSION_LIFETIME)
-        value = auth.make_session_value(user, expires, self.app.secret)
+        value = auth.make_session_value(user, expires, self.app.session_secret)
         session_cookie = (
             f"{auth.SESSION_COOKIE}={value}; Path=/; Max-Age={int(auth.SESSION_LIFETIME)}; "
             "HttpOnly; Secure; SameSite=Lax"
@@ -406,13 +538,16 @@ class _Handler(BaseHTTPRequestHandler):
     # --- API ------------------------------------------------------------------------------
 
     def api_session(self, match: re.Match[str]) -> None:
+        if self._cloudflare():
+            return
         session = self._session()
         if session is None:
             self._json(200, None)
             return
         user, expires = session
         email = self.app.email_of(user)
-        token = auth.make_access_token(user, email, expires, self.app.secret, time.time())
+        secret = self.app.session_secret
+        token = auth.make_access_token(user, email, expires, secret, time.time())
         self._json(
             200,
             {
@@ -442,11 +577,17 @@ class _Handler(BaseHTTPRequestHandler):
         kind = body.get("type", "image_gen")
         if kind != "image_gen":
             raise _HTTPError(400, "Only type image_gen is supported here.", param="type")
+        if self.app.is_phone_blocked(self.user):
+            raise _HTTPError(403, PHONE_VERIFICATION, "phone_verification_required")
+        self._refuse_if_armed()
         now = time.time()
         limit = self.app.max_concurrent
         if limit is not None and self.app.tasks.active_count(self.user, now) >= limit:
             message = f"You already have {limit} generations in progress. Please wait."
             raise _HTTPError(429, message, "too_many_concurrent_tasks")
+        armed = self.app.scenarios
+        outcome = armed.take(*scenarios.TASK_OUTCOMES)
+        webp = armed.take("webp_source") is not None
         task = self.app.tasks.create(
             self.user,
             prompt,
@@ -456,9 +597,31 @@ class _Handler(BaseHTTPRequestHandler):
             kind,
             self.app.delay,
             now,
+            outcome=outcome[0] if outcome else None,
+            stall_at=outcome[1]["progress"] if outcome and outcome[0] == "stalled" else 0.42,
+            src_ext="webp" if webp else "png",
         )
         self.app.record_submission({**body, "task_id": task.id, "at": now})
-        self._json(200, {"id": task.id, "priority": 1})
+        # The page cannot see scenarios: this header tells it to stop polling (no_polling).
+        headers = [("X-Standin-No-Polling", "1")] if armed.take("no_polling") else []
+        self._json(200, {"id": task.id, "priority": 1}, headers)
+
+    def _refuse_if_armed(self) -> None:
+        fired = self.app.scenarios.take(*scenarios.SUBMIT_REFUSALS)
+        if fired is None:
+            return
+        name, params = fired
+        if name == "rate_limit":
+            if params["credit"]:
+                kind = "rate_limit_and_credit_balance"
+                message = "You're out of image gens. Wait until free access resets or buy credits."
+            else:
+                kind = "rate_limit_exhausted"
+                message = "You've reached your limit of generations for today."
+            extra = {"access_resets_in_seconds": params["resets_in"]}
+            raise _HTTPError(429, message, kind, type_=kind, extra=extra)
+        status, code, type_, message = _REFUSALS[name]
+        raise _HTTPError(status, message, code, type_=type_)
 
     def list_tasks(self, match: re.Match[str]) -> None:
         self._task_page(default_limit=20)
@@ -512,11 +675,24 @@ class _Handler(BaseHTTPRequestHandler):
         task = self.app.tasks.find(parsed["task"]) if parsed else None
         if parsed is None or task is None or parsed["stamp"] != task.asset_stamp:
             raise _HTTPError(404, "No such asset", "not_found")
-        kind: images.Kind = "png" if parsed["png"] else "webp" if parsed["webp"] else "thumb"
-        index = int(parsed["png"] or parsed["webp"] or parsed["thumb"])
-        if index >= task.n_variants or task.status(time.time()) != "succeeded":
+        full_size = parsed["src"] is not None  # the file a generation's `url` points at
+        if full_size and parsed["ext"] != task.src_ext:
+            raise _HTTPError(404, "No such asset", "not_found")
+        kind: images.Kind = "thumb" if parsed["thumb"] else "webp"
+        if parsed["ext"] == "png":
+            kind = "png"
+        index = int(parsed["src"] or parsed["webp"] or parsed["thumb"])
+        if index >= task.n_variants or not task.has_images(time.time()):
             raise _HTTPError(404, "No such asset", "not_found")
         data = images.render(task.prompt, index, task.output_size, kind)
+        if full_size:
+            slow = self.app.scenarios.take("slow_cdn")
+            # One wait on an event rather than a sleep: stop() ends it at once.
+            if slow and self.app.stopping.wait(slow[1]["seconds"]):
+                self.close_connection = True
+                return
+            if self.app.scenarios.take("truncated_image"):
+                data = data[: len(data) // 2]
         content_type = "image/png" if kind == "png" else "image/webp"
         self._send(200, data, content_type, [("Cache-Control", "private, max-age=86400")])
 
@@ -530,6 +706,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def config(self, match: re.Match[str]) -> None:
         body = self._json_body()
+        if "page" in body:
+            try:
+                self.app.page_variant = body["page"]
+            except ValueError as error:
+                raise _HTTPError(400, str(error), "invalid_page_variant", "page") from None
         if "delay" in body:
             delay = body["delay"]
             if type(delay) not in (int, float) or delay < 0:
@@ -540,7 +721,32 @@ class _Handler(BaseHTTPRequestHandler):
             if limit is not None and (type(limit) is not int or limit < 1):
                 raise _HTTPError(400, "max_concurrent must be null or >= 1", param="max_concurrent")
             self.app.max_concurrent = limit
+        # The page variant is reported by GET /_standin/scenarios: this answer keeps its shape.
         self._json(200, {"delay": self.app.delay, "max_concurrent": self.app.max_concurrent})
+
+    def arm_scenario(self, match: re.Match[str]) -> None:
+        body = self._json_body()
+        name, count, params = body.get("name"), body.get("count", 1), body.get("params", {})
+        if not isinstance(name, str) or not isinstance(params, dict):
+            raise _HTTPError(400, "expected {name: string, count, params: object}", "invalid")
+        try:
+            self.app.scenario(name, count, **params)
+        except ValueError as error:
+            raise _HTTPError(400, str(error), "invalid_scenario") from None
+        self.list_scenarios(match)
+
+    def list_scenarios(self, match: re.Match[str]) -> None:
+        armed = self.app.scenarios.snapshot()
+        self._json(200, {"scenarios": armed, "page": self.app.page_variant})
+
+    def clear(self, match: re.Match[str]) -> None:
+        self.app.clear_scenarios()
+        self.app.page_variant = {}
+        self.list_scenarios(match)
+
+    def revoke(self, match: re.Match[str]) -> None:
+        self.app.revoke_sessions()
+        self._json(200, {"revoked": True})
 
 
 Handler = Callable[[_Handler, "re.Match[str]"], None]
@@ -561,6 +767,10 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", r"/_standin/health", _Handler.health),
         ("GET", r"/_standin/submissions", _Handler.submissions),
         ("POST", r"/_standin/config", _Handler.config),
+        ("POST", r"/_standin/scenario", _Handler.arm_scenario),
+        ("GET", r"/_standin/scenarios", _Handler.list_scenarios),
+        ("POST", r"/_standin/clear", _Handler.clear),
+        ("POST", r"/_standin/revoke", _Handler.revoke),
     ]
 ]
 

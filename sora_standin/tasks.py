@@ -22,6 +22,14 @@ QUEUED_SHARE = 0.15
 SUCCEEDED_PROGRESS = 0.9
 # A prompt containing this marker ends as a content-policy failure (tests of failure paths).
 UNSAFE_MARKER = "[standin:unsafe]"
+CONTENT_POLICY = "This content may violate our content policies."
+# How a task armed with a scenario ends (see scenarios.TASK_OUTCOMES).
+FINAL_STATUS = {
+    "moderation": "failed",
+    "unsafe_output": "succeeded",
+    "task_failed": "failed",
+    "cancelled": "cancelled",
+}
 
 _ULID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32, as in ULIDs
 
@@ -46,6 +54,10 @@ class Task:
     type: str
     created: float
     delay: float  # captured at creation: changing the server delay never alters a running task
+    # Bound at creation from the armed scenarios, like `delay`.
+    outcome: str | None = None  # one of scenarios.TASK_OUTCOMES, None for a normal task
+    stall_at: float = 0.42  # progress where a "stalled" task stops moving
+    src_ext: str = "png"  # "webp" for the webp_source scenario
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -61,9 +73,14 @@ class Task:
 
     def status(self, now: float) -> str:
         elapsed = now - self.created
-        if elapsed >= self.delay:
+        if elapsed >= self.delay and self.outcome != "stalled":
+            if self.outcome is not None:
+                return FINAL_STATUS[self.outcome]
             return "failed" if self.is_unsafe() else "succeeded"
         return "queued" if elapsed < QUEUED_SHARE * self.delay else "running"
+
+    def has_images(self, now: float) -> bool:
+        return self.status(now) == "succeeded" and self.outcome != "unsafe_output"
 
     def progress(self, now: float) -> float:
         status = self.status(now)
@@ -71,7 +88,10 @@ class Task:
             return 0.0
         if status == "running":
             queued_time = QUEUED_SHARE * self.delay
-            fraction = (now - self.created - queued_time) / (self.delay - queued_time)
+            running_time = self.delay - queued_time
+            fraction = (now - self.created - queued_time) / running_time if running_time else 1.0
+            if self.outcome == "stalled":
+                fraction = min(fraction, self.stall_at)
             return round(min(max(fraction, 0.0), 0.999), 3)
         return SUCCEEDED_PROGRESS
 
@@ -83,9 +103,46 @@ AssetUrl = Callable[[str], str]
 def asset_paths(task: Task, index: int) -> dict[str, str]:
     base = f"assets/{task.id}/{task.asset_stamp}"
     return {
-        "png": f"{base}_src_{index}.png",
+        "src": f"{base}_src_{index}.{task.src_ext}",
         "webp": f"{base}_img_{index}.webp",
         "thumb": f"{base}_img_{index}_thumb.webp",
+    }
+
+
+def _verdict(task: Task, status: str) -> dict[str, Any]:
+    """The moderation fields of a task's JSON."""
+    if task.outcome == "moderation" and status == "failed":
+        # The prompt itself was refused: nothing was generated, so nothing is "unsafe".
+        moderation = {"type": "terminal", "code": "sexual", "is_output_rejection": False}
+        return {
+            "num_unsafe_generations": 0,
+            "moderation_result": moderation,
+            "failure_reason": CONTENT_POLICY,
+        }
+    if task.outcome == "unsafe_output" and status == "succeeded":
+        # Generated, then every image was withheld: "succeeded" with no generations.
+        moderation = {"type": "terminal", "code": "content_policy", "is_output_rejection": True}
+        return {
+            "num_unsafe_generations": task.n_variants,
+            "moderation_result": moderation,
+            "failure_reason": None,
+        }
+    if task.outcome == "task_failed" and status == "failed":
+        moderation = {"type": "passed", "code": None, "is_output_rejection": False}
+        return {
+            "num_unsafe_generations": 0,
+            "moderation_result": moderation,
+            "failure_reason": "Internal error while generating.",
+        }
+    failed = status == "failed"  # only the unsafe marker is left to fail a task
+    return {
+        "num_unsafe_generations": task.n_variants if failed else 0,
+        "moderation_result": {
+            "type": "terminal" if failed else "passed",
+            "code": "content_policy" if failed else None,
+            "is_output_rejection": failed,
+        },
+        "failure_reason": CONTENT_POLICY if failed else None,
     }
 
 
@@ -93,7 +150,7 @@ def task_json(task: Task, now: float, asset_url: AssetUrl) -> dict[str, Any]:
     status = task.status(now)
     queued = status == "queued"
     generations: list[dict[str, Any]] = []
-    if status == "succeeded":
+    if task.has_images(now):
         width, height = task.output_size
         for index in range(task.n_variants):
             paths = asset_paths(task, index)
@@ -105,7 +162,7 @@ def task_json(task: Task, now: float, asset_url: AssetUrl) -> dict[str, Any]:
                     "created_at": iso(task.created + task.delay),
                     "width": width,
                     "height": height,
-                    "url": asset_url(paths["png"]),
+                    "url": asset_url(paths["src"]),
                     "encodings": {
                         "source": {"path": asset_url(paths["webp"])},
                         "thumbnail": {"path": asset_url(paths["thumb"])},
@@ -113,7 +170,6 @@ def task_json(task: Task, now: float, asset_url: AssetUrl) -> dict[str, Any]:
                     "prompt": task.prompt,
                 }
             )
-    failed = status == "failed"
     return {
         "id": task.id,
         "status": status,
@@ -126,13 +182,7 @@ def task_json(task: Task, now: float, asset_url: AssetUrl) -> dict[str, Any]:
         ),
         "queue_status_message": "Your generation is in the queue" if queued else None,
         "generations": generations,
-        "num_unsafe_generations": task.n_variants if failed else 0,
-        "moderation_result": {
-            "type": "terminal" if failed else "passed",
-            "code": "content_policy" if failed else None,
-            "is_output_rejection": failed,
-        },
-        "failure_reason": "This content may violate our content policies." if failed else None,
+        **_verdict(task, status),
         "needs_user_review": False,
         "n_variants": task.n_variants,
         "width": task.width,
@@ -159,8 +209,24 @@ class TaskStore:
         type_: str,
         delay: float,
         now: float,
+        outcome: str | None = None,
+        stall_at: float = 0.42,
+        src_ext: str = "png",
     ) -> Task:
-        task = Task(new_id("task"), user, prompt, n_variants, width, height, type_, now, delay)
+        task = Task(
+            new_id("task"),
+            user,
+            prompt,
+            n_variants,
+            width,
+            height,
+            type_,
+            now,
+            delay,
+            outcome,
+            stall_at,
+            src_ext,
+        )
         with self._lock:
             self._by_user.setdefault(user, []).append(task)
             self._by_id[task.id] = task

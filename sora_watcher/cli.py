@@ -17,16 +17,20 @@ from loguru import logger
 
 from sora_driver.backend import ImageBackend
 from sora_driver.errors import SESSION_MISSING_MESSAGE, Interrupted, SessionMissing
+from sora_driver.instant import InstantBackend
 from sora_driver.web import DriverConfig, SoraWebDriver
 from sora_watcher import logs
 from sora_watcher.config import ConfigError, Settings, resolve
 from sora_watcher.daemon import Daemon
+from sora_watcher.folders import FolderLocked
 from sora_watcher.inputs import InputError, read_prompts
 
-EXIT_OK, EXIT_FAILED, EXIT_SESSION, EXIT_USAGE = 0, 1, 2, 64
+EXIT_OK, EXIT_FAILED, EXIT_SESSION, EXIT_LOCKED, EXIT_USAGE = 0, 1, 2, 3, 64
 
 
-def web_backend(settings: Settings, stop: threading.Event) -> ImageBackend:
+def make_backend(settings: Settings, stop: threading.Event) -> ImageBackend:
+    if settings.backend == "instant":
+        return InstantBackend()
     driver = SoraWebDriver(
         DriverConfig(
             base_url=settings.base_url,
@@ -100,13 +104,16 @@ def cli(*args: str) -> int:
     stop = threading.Event()
     install_signal_handlers(stop)
     try:
-        daemon = Daemon(settings, lambda: web_backend(settings, stop), stop, once=True)
+        daemon = Daemon(settings, lambda: make_backend(settings, stop), stop, once=True)
         if options.command == "generate":
             return generate(daemon, Path(options.prompt_file))
         daemon.once = options.command == "once"
         daemon.run()
     except SessionMissing:
         return session_missing()
+    except FolderLocked as exc:
+        logger.error("{}", exc)
+        return EXIT_LOCKED
     except Exception as exc:  # nothing crashes silently: say what and where, then exit
         logger.exception("sora-watcher stopped on an unexpected error: {}", exc)
         return EXIT_FAILED
@@ -127,7 +134,7 @@ def generate(daemon: Daemon, prompt_file: Path) -> int:
     home = daemon.settings.home
     path = prompt_file if prompt_file.is_absolute() else home / prompt_file
     try:
-        prompts = read_prompts(path)
+        prompts = read_prompts(path, daemon.limits)
     except FileNotFoundError:
         logger.error("{} does not exist: write one prompt per line in it", path)
         return EXIT_FAILED
@@ -136,12 +143,12 @@ def generate(daemon: Daemon, prompt_file: Path) -> int:
         return EXIT_FAILED
     daemon.start_backend()
     try:
-        outcomes = [daemon.generate_one(path, prompt, len(prompts)) for prompt in prompts]
+        made_all = daemon.generate(path, prompts)
     except Interrupted:
         return EXIT_FAILED
     finally:
         daemon.close_backend()
-    return EXIT_FAILED if any(outcome.error for outcome in outcomes) else EXIT_OK
+    return EXIT_OK if made_all else EXIT_FAILED
 
 
 def main() -> None:

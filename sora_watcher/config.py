@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,15 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "browser_path": ("SORA_BROWSER_PATH", ""),
     "selectors": ("SORA_SELECTORS", ""),
     "debug": ("SORA_DEBUG", "false"),
+    "worker_id": ("SORA_WORKER_ID", ""),  # default: this machine's host name
+    "polling": ("SORA_POLLING", "false"),
+    "rescan_seconds": ("SORA_RESCAN_SECONDS", "30"),
+    "settle_seconds": ("SORA_SETTLE_SECONDS", "2"),
+    "max_input_bytes": ("SORA_MAX_INPUT_BYTES", str(1024 * 1024)),
+    "max_prompt_chars": ("SORA_MAX_PROMPT_CHARS", "4000"),
+    "backend": ("SORA_BACKEND", "web"),
 }
+BACKENDS = ("web", "instant")
 
 
 class ConfigError(ValueError):
@@ -55,6 +65,13 @@ class Settings:
     browser_path: str | None
     selectors: Path | None
     debug: bool
+    worker_id: str
+    polling: bool
+    rescan_seconds: float
+    settle_seconds: float
+    max_input_bytes: int
+    max_prompt_chars: int
+    backend: str
 
 
 def _boolean(name: str, text: str) -> bool:
@@ -114,4 +131,23 @@ def resolve(
         browser_path=raw["browser_path"] or None,
         selectors=under_home("selectors") if raw["selectors"] else None,
         debug=_boolean(name("debug"), raw["debug"]),
+        worker_id=_worker_id(raw["worker_id"]),
+        polling=_boolean(name("polling"), raw["polling"]),
+        rescan_seconds=_number(name("rescan_seconds"), raw["rescan_seconds"], float, 0.1),
+        settle_seconds=_number(name("settle_seconds"), raw["settle_seconds"], float, 0),
+        max_input_bytes=int(_number(name("max_input_bytes"), raw["max_input_bytes"], int, 1)),
+        max_prompt_chars=int(_number(name("max_prompt_chars"), raw["max_prompt_chars"], int, 1)),
+        backend=_choice(name("backend"), raw["backend"], BACKENDS),
     )
+
+
+def _choice(name: str, text: str, allowed: tuple[str, ...]) -> str:
+    if text not in allowed:
+        raise ConfigError(f"{name}={text!r}: expected one of {', '.join(allowed)}")
+    return text
+
+
+def _worker_id(text: str) -> str:
+    """A folder name for this worker: the host name unless set, reduced to safe characters."""
+    worker = re.sub(r"[^A-Za-z0-9._-]", "_", text or socket.gethostname()).strip("._")
+    return worker or "worker"

@@ -1,15 +1,16 @@
-"""The worker: one input at a time, one image per prompt, every outcome logged.
+"""The worker: one input at a time, each prompt driven through its journal to an image.
 
 Shaped like huey's consumer: a short loop under ``while not stop.is_set()``; signal handlers
-only set ``stop``; a retry is a counter with a delay and a backoff.
+only set ``stop``; a retry is a counter with a delay and a backoff, kept in the journal.
 """
 
 from __future__ import annotations
 
 import contextlib
-import queue
+import os
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,13 +30,21 @@ from sora_driver.errors import (
 )
 from sora_watcher import logs
 from sora_watcher.config import Settings
-from sora_watcher.folders import Folders, JobState, save_image
-from sora_watcher.inputs import InputError, Prompt, read_prompts
-from sora_watcher.watch import start_observer
+from sora_watcher.folders import (
+    Folders,
+    JobState,
+    hold_lock,
+    publish_image,
+    stage_image,
+)
+from sora_watcher.inputs import InputError, Limits, Prompt, read_prompts
+from sora_watcher.journal import SUFFIX, Entry, Journal, PromptState, Staged
+from sora_watcher.watch import Intake
 
 BackendFactory = Callable[[], ImageBackend]
 QUEUE_POLL_SECONDS = 0.5  # how often an idle worker looks at the stop flag
 SESSION_CHECK_SECONDS = 2.0  # how often a paused queue looks for a new session.json
+DEFAULT_PAUSE_SECONDS = 300.0  # a stop-the-queue error that does not say for how long
 
 
 @dataclass(frozen=True)
@@ -49,13 +58,6 @@ class RetryPolicy:
     def wait_before(self, retry: int) -> float:
         base = min(self.delay * self.backoff ** (retry - 1), self.max_delay)
         return base * random.uniform(1 - self.jitter, 1 + self.jitter)
-
-
-@dataclass
-class Outcome:
-    prompt: Prompt
-    images: list[Path]
-    error: SoraError | None = None
 
 
 def relative(path: Path, home: Path) -> str:
@@ -77,10 +79,13 @@ class Daemon:
         self.folders = Folders.from_settings(settings)
         self.make_backend = make_backend
         self.stop = stop
-        self.retry = RetryPolicy(settings.max_retries, settings.retry_delay)
-        self.paths: queue.Queue[Path] = queue.Queue()
-        self.backend: ImageBackend | None = None
         self.once = once  # exit when the inbox is empty, and on what would pause the queue
+        self.retry = RetryPolicy(settings.max_retries, settings.retry_delay)
+        self.limits = Limits(settings.max_input_bytes, settings.max_prompt_chars)
+        self.intake = Intake(
+            self.folders.inbox, settings.settle_seconds, settings.rescan_seconds, settings.polling
+        )
+        self.backend: ImageBackend | None = None
         self.unfinished = 0  # inputs that did not end in processed/ (for `once`)
 
     # -- main loop ----------------------------------------------------------------------------
@@ -88,28 +93,26 @@ class Daemon:
     def run(self) -> None:
         """Work until ``stop`` is set (``once``: until the inbox is empty)."""
         self.folders.ensure()
-        self.start_backend()
-        observer = None if self.once else start_observer(self.folders.inbox, self.paths)
+        lock = hold_lock(self.folders.processing / ".lock")
         try:
+            self.start_backend()
+            self.finish_orphan_journals()
             for path in self.folders.waiting(JobState.PROCESSING):
                 logger.info("resuming {} left in processing/", path.name)
-                self.paths.put(path)
-            for path in self.folders.waiting(JobState.INBOX):
-                self.paths.put(path)
+                self.intake.offer(path)
+            self.intake.start(watch=not self.once)
             logger.info("watching {}", self.folders.inbox)
             while not self.stop.is_set():
-                try:
-                    path = self.paths.get(timeout=QUEUE_POLL_SECONDS)
-                except queue.Empty:
-                    if self.once:
-                        break
-                    continue
-                with contextlib.suppress(Interrupted):
-                    self.handle(path)
+                ready = self.intake.get(timeout=QUEUE_POLL_SECONDS)
+                if ready is not None:
+                    with contextlib.suppress(Interrupted):
+                        self.handle(ready)
+                elif self.once and self.intake.idle():
+                    break
         finally:
-            if observer is not None:
-                observer.stop()
+            self.intake.stop()
             self.close_backend()
+            os.close(lock)
             logger.info("stopped")
 
     def start_backend(self) -> None:
@@ -120,9 +123,7 @@ class Daemon:
         except SessionMissing:
             raise
         except SoraError as exc:
-            logger.error(
-                "{} at start-up ({}); the first input will try again", exc.name, exc.detail
-            )
+            logger.error("{} at start-up ({}); the first input tries again", exc.name, exc.detail)
 
     def close_backend(self) -> None:
         if self.backend is not None:
@@ -132,72 +133,200 @@ class Daemon:
                 logger.warning("closing the browser: {}", exc)
             self.backend = None
 
-    # -- one input ----------------------------------------------------------------------------
-
-    def handle(self, path: Path) -> None:
-        if path.parent == self.folders.processing:
-            claimed: Path | None = path if path.exists() else None
-        else:
-            claimed = self.folders.claim(path)
-        if claimed is None:
-            return  # already taken by another worker, or by an earlier event for the same file
-        logger.info("processing {}", claimed.name)
-        try:
-            prompts = read_prompts(claimed)
-        except InputError as exc:
-            self.fail_input(claimed, str(exc))
-            return
-        outcomes = [self.generate_one(claimed, prompt, len(prompts)) for prompt in prompts]
-        failures = [o for o in outcomes if o.error is not None]
-        if failures:
-            self.fail_input(claimed, failure_report(claimed.name, outcomes))
-        else:
-            final = self.folders.finish(claimed, JobState.PROCESSED)
-            logger.info("{}: {} image(s), moved to {}", claimed.name, len(outcomes), final)
-
-    def fail_input(self, claimed: Path, reason: str) -> None:
-        final = self.folders.finish(claimed, JobState.FAILED, reason)
-        logger.error("{} moved to {}: {}", claimed.name, final, reason.splitlines()[0])
-        self.unfinished += 1
-
-    def generate_one(self, source: Path, prompt: Prompt, total: int) -> Outcome:
-        logger.info("{} line {} ({} prompt(s)): generating", source.name, prompt.line, total)
-        retry = 0
-        while True:
-            try:
-                generation = self.ensure_backend().generate(prompt.text, prompt.options)
-            except PermanentError as exc:
-                logs.failure(prompt.text, exc.name, exc.detail)
-                return Outcome(prompt, [], exc)
-            except TransientError as exc:
-                retry += 1
-                if retry > self.retry.max_retries:
-                    logs.failure(
-                        prompt.text, exc.name, f"{exc.detail}; gave up after {retry} tries"
-                    )
-                    return Outcome(prompt, [], exc)
-                delay = self.retry.wait_before(retry)
-                logger.warning(
-                    "{} ({}): try {}/{} again in {:.0f}s",
-                    exc.name,
-                    exc.detail,
-                    retry + 1,
-                    self.retry.max_retries + 1,
-                    delay,
-                )
-                self.wait(delay)
-                continue
-            except QueueStopError as exc:
-                self.pause(exc)
-                continue
-            return Outcome(prompt, save_generation(self.settings, source, prompt, generation))
-
-    # -- the backend and pauses ---------------------------------------------------------------
-
     def ensure_backend(self) -> ImageBackend:
         if self.backend is None:
             self.backend = self.make_backend()
         return self.backend
+
+    # -- one input ----------------------------------------------------------------------------
+
+    def handle(self, path: Path) -> None:
+        if path.parent == self.folders.processing:
+            claimed: Path | None = path if os.path.lexists(path) else None
+        else:
+            claimed = self.folders.claim(path)
+        if claimed is None:
+            return  # already taken by another worker, or by an earlier event for the same file
+        journal_path = Journal.path_for(claimed)
+        if journal_path.exists():
+            journal = Journal.load(journal_path)
+        else:
+            logger.info("processing {}", claimed.name)
+            try:
+                prompts = read_prompts(claimed, self.limits)
+            except (InputError, OSError) as exc:
+                self.fail_unreadable(claimed, str(exc))
+                return
+            journal = Journal.start(claimed, prompts)
+        for entry in journal.entries:
+            self.advance(journal, entry)
+        self.finish(claimed, journal)
+
+    def generate(self, source: Path, prompts: list[Prompt]) -> bool:
+        """Images for prompts outside the queue (the ``generate`` command); True if all made."""
+        self.folders.ensure()
+        journal_path = self.folders.processing / f".generate.{os.getpid()}{SUFFIX}"
+        journal = Journal.start(journal_path.with_name(journal_path.name[: -len(SUFFIX)]), prompts)
+        journal.input_name = source.name
+        try:
+            for entry in journal.entries:
+                self.advance(journal, entry)
+        finally:
+            journal.remove()
+        return all(entry.state is PromptState.DONE for entry in journal.entries)
+
+    def fail_unreadable(self, claimed: Path, reason: str) -> None:
+        final = self.folders.finish(claimed, JobState.FAILED, f"{claimed.name}: {reason}\n")
+        logger.error("{} moved to {}: {}", claimed.name, final, reason)
+        self.unfinished += 1
+
+    def finish(self, claimed: Path, journal: Journal) -> None:
+        """Move the input to its last folder; the journal goes once the move is done."""
+        failures = [e for e in journal.entries if e.state is PromptState.FAILED]
+        if journal.outcome is None:
+            journal.outcome = JobState.FAILED.value if failures else JobState.PROCESSED.value
+            journal.reason = failure_report(journal) if failures else None
+            journal.save()
+
+        def remember(name: str) -> None:
+            journal.final = name
+            journal.save()
+
+        state = JobState(journal.outcome)
+        final = self.folders.finish(claimed, state, journal.reason, journal.final, remember)
+        journal.remove()
+        if failures:
+            self.unfinished += 1
+            logger.error("{}: {} prompt(s) failed, moved to {}", claimed.name, len(failures), final)
+        else:
+            images = sum(len(e.images) for e in journal.entries)
+            logger.info("{}: {} image(s), moved to {}", claimed.name, images, final)
+
+    def finish_orphan_journals(self) -> None:
+        """Journals whose input is already in its last folder: a crash came between the two."""
+        for journal_path in self.folders.processing.glob("*" + SUFFIX):
+            claimed = journal_path.with_name(journal_path.name.removesuffix(SUFFIX))
+            if not os.path.lexists(claimed):
+                logger.info("cleaning up the journal of {}, already moved", claimed.name)
+                journal_path.unlink()
+
+    # -- one prompt, one step at a time -------------------------------------------------------
+
+    def advance(self, journal: Journal, entry: Entry) -> None:
+        while not entry.finished:
+            try:
+                self.step(journal, entry)
+            except PermanentError as exc:
+                self.fail_entry(journal, entry, exc)
+            except TransientError as exc:
+                entry.attempts += 1
+                journal.save()
+                if entry.attempts > self.retry.max_retries:
+                    exc.detail += f"; gave up after {entry.attempts} tries"
+                    self.fail_entry(journal, entry, exc)
+                    continue
+                delay = self.retry.wait_before(entry.attempts)
+                logger.warning(
+                    "{} ({}): try {}/{} again in {:.0f}s",
+                    exc.name,
+                    exc.detail,
+                    entry.attempts + 1,
+                    self.retry.max_retries + 1,
+                    delay,
+                )
+                self.wait(delay)
+            except QueueStopError as exc:
+                self.pause(exc)
+
+    def fail_entry(self, journal: Journal, entry: Entry, error: SoraError) -> None:
+        entry.state = PromptState.FAILED
+        entry.error = {"class": error.name, "detail": error.detail}
+        journal.save()
+        logs.failure(entry.text, error.name, error.detail)
+
+    def step(self, journal: Journal, entry: Entry) -> None:
+        """Move a prompt one state further; the journal is saved before each effect."""
+        if entry.state is PromptState.PENDING:
+            logger.info("{} line {}: generating", journal.input_name, entry.line)
+            now = time.time()
+            entry.started_at = entry.started_at or now
+            entry.state, entry.submitting_since = PromptState.SUBMITTING, now
+            journal.save()
+            entry.task_id = self.ensure_backend().submit(entry.text, entry.job_options)
+            entry.state = PromptState.SUBMITTED
+        elif entry.state is PromptState.SUBMITTING:
+            # We may have crashed after Sora took the prompt: look before submitting again.
+            since = entry.submitting_since or 0.0
+            entry.task_id = self.ensure_backend().find_task(entry.text, since)
+            if entry.task_id is None:
+                entry.state = PromptState.PENDING
+            else:
+                logger.info("{}: found {} submitted before", journal.input_name, entry.task_id)
+                entry.state = PromptState.SUBMITTED
+        elif entry.state is PromptState.SUBMITTED:
+            assert entry.task_id is not None
+            generation = self.ensure_backend().collect(entry.task_id, entry.job_options)
+            entry.staged = self.stage(journal, entry, generation)
+            entry.state = PromptState.DOWNLOADED
+        elif entry.state is PromptState.DOWNLOADED:
+            self.publish(journal, entry)
+            entry.state = PromptState.DONE
+            journal.save()
+            for staged in entry.staged:
+                (self.folders.processing / staged.file).unlink(missing_ok=True)
+            return
+        journal.save()
+
+    def stage(self, journal: Journal, entry: Entry, generation: Generation) -> list[Staged]:
+        staged = []
+        for index, image in enumerate(generation.images):
+            path = stage_image(self.folders.processing, image.png)
+            metadata = {
+                "prompt": entry.text,
+                "source": journal.input_name,
+                "line": entry.line,
+                "options": entry.options,
+                "task_id": generation.task_id,
+                "variant": index,
+                "width": image.width,
+                "height": image.height,
+                "bytes": len(image.png),
+                "source_url": image.source_url,
+                "source_format": image.source_format,
+                "timings_s": generation.timings,
+            }
+            staged.append(Staged(path.name, metadata))
+        return staged
+
+    def publish(self, journal: Journal, entry: Entry) -> None:
+        finished = time.time()
+        started = entry.started_at or finished
+        entry.images = []
+        for staged in entry.staged:
+
+            def remember(name: str, staged: Staged = staged) -> None:
+                staged.target = name
+                journal.save()
+
+            metadata = {
+                **staged.metadata,
+                "attempts": entry.attempts + 1,
+                "started_at": datetime.fromtimestamp(started).isoformat(),
+                "finished_at": datetime.fromtimestamp(finished).isoformat(),
+                "duration_s": round(finished - started, 3),
+            }
+            path = publish_image(
+                self.folders.processing / staged.file,
+                self.settings.images,
+                entry.text,
+                metadata,
+                staged.target,
+                remember,
+            )
+            entry.images.append(path.name)
+            logs.success(entry.text, relative(path, self.settings.home), finished - started)
+
+    # -- pauses -------------------------------------------------------------------------------
 
     def wait(self, seconds: float) -> None:
         if self.stop.wait(seconds):
@@ -218,7 +347,7 @@ class Daemon:
             )
             self.wait_for_new_session()
         else:
-            delay = error.resume_after if error.resume_after is not None else 300.0
+            delay = error.resume_after if error.resume_after is not None else DEFAULT_PAUSE_SECONDS
             logger.warning("resuming in {:.0f}s", delay)
             self.wait(delay)
         logger.info("queue resumed")
@@ -237,50 +366,22 @@ class Daemon:
             self.wait(SESSION_CHECK_SECONDS)
 
 
-def save_generation(
-    settings: Settings, source: Path, prompt: Prompt, generation: Generation
-) -> list[Path]:
-    """Store every image of a generation with its sidecar, and log each one."""
-    saved = []
-    for index, image in enumerate(generation.images):
-        metadata = {
-            "prompt": prompt.text,
-            "source": source.name,
-            "line": prompt.line,
-            "task_id": generation.task_id,
-            "variant": index,
-            "width": image.width,
-            "height": image.height,
-            "bytes": len(image.png),
-            "source_url": image.source_url,
-            "source_format": image.source_format,
-            "started_at": datetime.fromtimestamp(generation.started_at).isoformat(),
-            "finished_at": datetime.fromtimestamp(generation.finished_at).isoformat(),
-            "duration_s": round(generation.duration, 3),
-            "timings_s": generation.timings,
-        }
-        path = save_image(settings.images, prompt.text, image.png, metadata)
-        logs.success(prompt.text, relative(path, settings.home), generation.duration)
-        saved.append(path)
-    return saved
-
-
-def failure_report(name: str, outcomes: list[Outcome]) -> str:
+def failure_report(journal: Journal) -> str:
     """The text of ``<name>.error.txt``: which lines failed, why, and what to do."""
-    lines = [f"{name}: {sum(o.error is not None for o in outcomes)} prompt(s) failed."]
-    for outcome in outcomes:
-        if outcome.error is None:
-            kept = ", ".join(p.name for p in outcome.images)
-            lines.append(f"line {outcome.prompt.line}: done ({kept})")
+    failed = [e for e in journal.entries if e.state is PromptState.FAILED]
+    lines = [f"{journal.input_name}: {len(failed)} prompt(s) failed."]
+    for entry in journal.entries:
+        if entry.error is None:
+            lines.append(f"line {entry.line}: done ({', '.join(entry.images)})")
             continue
         hint = (
-            "Sora refused this prompt: reword it."
-            if isinstance(outcome.error, PermanentError)
-            else "Sora did not answer in time after several tries: drop the file again later."
+            "Sora did not manage it after several tries: drop the file again later."
+            if entry.attempts > 0
+            else "Sora refused this prompt: reword it."
         )
         lines.append(
-            f"line {outcome.prompt.line}: {outcome.error.name}: {outcome.error.detail}\n"
-            f"  prompt: {outcome.prompt.text}\n  what to do: {hint}"
+            f"line {entry.line}: {entry.error['class']}: {entry.error['detail']}\n"
+            f"  prompt: {entry.text}\n  what to do: {hint}"
         )
     lines.append("Images of the lines marked done are kept in images/.")
     return "\n".join(lines) + "\n"

@@ -8,9 +8,11 @@ a name that is taken gets ``_2``, ``_3``, ... before its suffix.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -20,6 +22,7 @@ from typing import Any
 from sora_watcher.config import Settings
 
 IGNORED_SUFFIXES = (".tmp", ".part", ".swp", ".crdownload")
+OWN_SUFFIXES = (".state.json", ".error.txt")  # files of ours that sit beside inputs
 
 
 class JobState(str, Enum):
@@ -31,29 +34,93 @@ class JobState(str, Enum):
 
 def is_ignored(name: str) -> bool:
     """Names that are still being written, or are not inputs at all."""
-    return name.startswith(".") or name.endswith("~") or name.lower().endswith(IGNORED_SUFFIXES)
+    lowered = name.lower()
+    return (
+        name.startswith(".")
+        or name.endswith("~")
+        or lowered.endswith(IGNORED_SUFFIXES)
+        or lowered.endswith(OWN_SUFFIXES)
+    )
+
+
+class FolderLocked(RuntimeError):
+    pass
+
+
+def hold_lock(path: Path) -> int:
+    """Take the worker's lock for the life of the process; say who holds it if we cannot.
+
+    ``flock`` is released by the kernel when the process dies, even by ``kill -9``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 100).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise FolderLocked(
+            f"another sora-watcher (pid {holder}) already works on {path.parent}; "
+            "give each daemon its own SORA_WORKER_ID to run several"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
 
 
 def numbered(path: Path, number: int) -> Path:
     return path if number == 1 else path.with_name(f"{path.stem}_{number}{path.suffix}")
 
 
-def link_without_overwrite(source: Path, wanted: Path) -> Path:
-    """Give ``source`` the first free name among wanted, wanted_2, ...; return that name.
+def publish(
+    source: Path,
+    wanted: Path,
+    chosen: str | None = None,
+    remember: Callable[[str], None] | None = None,
+) -> Path:
+    """Give ``source`` a second name, the first free one among wanted, wanted_2, ...
 
     ``os.link`` fails if the name exists, so taking a name is atomic even against another
-    process; the source name is removed only once the new one exists.
+    process and never overwrites. ``remember`` writes the chosen name down *before* the link;
+    given back as ``chosen`` after a crash, it tells whether the link was already made.
     """
+    if chosen is not None:
+        previous = wanted.with_name(chosen)
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.lstat(source), os.lstat(previous)):
+                return previous
     number = 1
     while True:
         target = numbered(wanted, number)
-        try:
-            os.link(source, target)
-        except FileExistsError:
-            number += 1
+        number += 1
+        if os.path.lexists(target):
             continue
-        source.unlink()
+        if remember is not None:
+            remember(target.name)
+        try:
+            os.link(source, target, follow_symlinks=False)
+        except FileExistsError:
+            continue
         return target
+
+
+def move_without_overwrite(
+    source: Path,
+    wanted: Path,
+    chosen: str | None = None,
+    remember: Callable[[str], None] | None = None,
+) -> Path:
+    """Move a file to the first free name among wanted, wanted_2, ... (see ``publish``)."""
+    if source.is_dir() and not source.is_symlink():
+        # Folders cannot be hard-linked; they only come here as bad input, on their way out.
+        number = 1
+        while os.path.lexists(target := numbered(wanted, number)):
+            number += 1
+        source.rename(target)
+        return target
+    target = publish(source, wanted, chosen, remember)
+    source.unlink()
+    return target
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -76,9 +143,11 @@ class Folders:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Folders:
+        # Each worker has its own processing folder: at start-up it resumes its own inputs,
+        # never those another daemon on the same folders is working on.
         return cls(
             settings.inbox,
-            settings.processing,
+            settings.processing / settings.worker_id,
             settings.processed,
             settings.failed,
             settings.images,
@@ -96,32 +165,54 @@ class Folders:
         """Inputs waiting in a folder, oldest first."""
         entries = []
         for entry in self.of(state).iterdir():
-            if is_ignored(entry.name) or entry.name.endswith(".error.txt"):
+            if is_ignored(entry.name):
                 continue
             with contextlib.suppress(FileNotFoundError):  # claimed meanwhile by someone else
                 entries.append((entry.stat().st_mtime, entry.name, entry))
         return [entry for _, _, entry in sorted(entries)]
 
     def claim(self, path: Path) -> Path | None:
-        """Move an inbox file to processing/; ``None`` if somebody else took it first."""
-        target = self.processing / path.name
+        """Move an inbox file to processing/; ``None`` if somebody else took it first.
+
+        The rename is the claim: of two workers renaming the same file, one gets
+        FileNotFoundError. The target is this worker's own processing folder, where an older
+        input of the same name may still be (then the new one is numbered).
+        """
         number = 1
-        while target.exists():  # an older input of the same name is still in progress
+        while os.path.lexists(target := numbered(self.processing / path.name, number)):
             number += 1
-            target = numbered(self.processing / path.name, number)
         try:
             path.rename(target)
         except FileNotFoundError:
             return None
         return target
 
-    def finish(self, claimed: Path, state: JobState, reason: str | None = None) -> Path:
+    def finish(
+        self,
+        claimed: Path,
+        state: JobState,
+        reason: str | None = None,
+        chosen: str | None = None,
+        remember: Callable[[str], None] | None = None,
+    ) -> Path:
         """Move a claimed input to processed/ or failed/; beside a failure, why it failed."""
-        final = link_without_overwrite(claimed, self.of(state) / claimed.name)
+        final = self.of(state) / claimed.name
         if reason is not None:
-            error_file = final.with_name(final.name + ".error.txt")
+            # Written first: a crash must not leave a failed input without its reason.
+            target = publish_name(final, chosen)
+            error_file = target.with_name(target.name + ".error.txt")
             write_atomically(error_file, reason.encode("utf-8"))
-        return final
+        return move_without_overwrite(claimed, final, chosen, remember)
+
+
+def publish_name(wanted: Path, chosen: str | None) -> Path:
+    """The name ``publish`` will most likely give: the one chosen before, or the first free."""
+    if chosen is not None:
+        return wanted.with_name(chosen)
+    number = 1
+    while os.path.lexists(target := numbered(wanted, number)):
+        number += 1
+    return target
 
 
 def image_name(prompt: str, when: datetime) -> str:
@@ -129,16 +220,34 @@ def image_name(prompt: str, when: datetime) -> str:
     return f"{when:%Y%m%d_%H%M%S}_{digest}.png"
 
 
-def save_image(folder: Path, prompt: str, png: bytes, metadata: dict[str, Any]) -> Path:
-    """Store an image under ``YYYYMMDD_HHMMSS_<hash>.png`` and its sidecar ``.json``."""
+def stage_image(folder: Path, png: bytes) -> Path:
+    """Write an image completely, under a hidden name, before it gets its final name."""
+    staged = folder / f".{hashlib.sha256(png).hexdigest()[:16]}.{os.getpid()}.png"
+    write_atomically(staged, png)
+    return staged
+
+
+def publish_image(
+    staged: Path,
+    folder: Path,
+    prompt: str,
+    metadata: dict[str, Any],
+    chosen: str | None = None,
+    remember: Callable[[str], None] | None = None,
+) -> Path:
+    """Give a staged image its name ``YYYYMMDD_HHMMSS_<hash>.png`` and write its sidecar."""
     folder.mkdir(parents=True, exist_ok=True)
-    wanted = folder / image_name(prompt, datetime.now())
-    temporary = folder / f".{wanted.name}.{os.getpid()}.part"
-    with open(temporary, "wb") as out:
-        out.write(png)
-        out.flush()
-        os.fsync(out.fileno())
-    final = link_without_overwrite(temporary, wanted)
+    final = publish(staged, folder / image_name(prompt, datetime.now()), chosen, remember)
     sidecar = {"image": final.name, **metadata}
     write_atomically(final.with_suffix(".json"), json.dumps(sidecar, indent=2).encode("utf-8"))
     return final
+
+
+def save_image(folder: Path, prompt: str, png: bytes, metadata: dict[str, Any]) -> Path:
+    """Stage and publish at once, for callers without a journal."""
+    folder.mkdir(parents=True, exist_ok=True)
+    staged = stage_image(folder, png)
+    try:
+        return publish_image(staged, folder, prompt, metadata)
+    finally:
+        staged.unlink()

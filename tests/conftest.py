@@ -54,6 +54,7 @@ def daemon_env(home: Path, standin: StandIn, **extra: str) -> dict[str, str]:
         SORA_BASE_URL=standin.base_url,
         SORA_TIMEOUT="30",
         SORA_RETRY_DELAY="0.2",
+        SORA_WORKER_ID="w1",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

@@ -182,7 +182,8 @@ def alive(pid: int) -> bool:
 def test_sigterm_during_a_generation_stops_cleanly_and_restart_finishes(
     home: Path, standin: StandIn, daemons: list[Daemon]
 ) -> None:
-    standin.delay = 30  # a generation that is still running when the signal comes
+    standin.delay = 6  # a generation that is still running when the signal comes
+    submitted_before = len(standin.submissions)
     daemon = Daemon(home, daemon_env(home, standin, SORA_DEBUG="true"), "run")
     daemons.append(daemon)
     daemon.expect(r"watching ")
@@ -196,7 +197,7 @@ def test_sigterm_during_a_generation_stops_cleanly_and_restart_finishes(
     assert daemon.wait(timeout=15) == 0
     assert time.monotonic() - stopped_at < 10
     assert not [pid for pid in browser_processes if alive(pid)], "the browser was closed"
-    assert (home / "processing" / "slow.txt").is_file()
+    assert (home / "processing" / "w1" / "slow.txt").is_file()
     assert not images_in(home)
     assert_no_secret_leaked(home, daemon.output)
 
@@ -206,6 +207,8 @@ def test_sigterm_during_a_generation_stops_cleanly_and_restart_finishes(
     restarted.expect(r"resuming slow\.txt")
     restarted.expect(r"slow\.txt: 1 image\(s\), moved to .*processed")
     assert len(images_in(home)) == 1
+    # the restart followed the task already submitted instead of paying for a second one
+    assert [s["prompt"] for s in standin.submissions[submitted_before:]] == [PROMPTS[0]]
     restarted.signal(signal.SIGINT)  # Ctrl-C stops it cleanly too
     assert restarted.wait(timeout=15) == 0
 
@@ -224,7 +227,7 @@ def test_ctrl_c_in_a_terminal_during_a_generation(
 
     assert daemon.wait(timeout=15) == 0
     assert not any("again in" in line for line in daemon.output), "no retry while stopping"
-    assert (home / "processing" / "slow.txt").is_file()
+    assert (home / "processing" / "w1" / "slow.txt").is_file()
 
 
 def test_generate_command_checklist(home: Path, standin: StandIn) -> None:

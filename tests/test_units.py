@@ -6,7 +6,6 @@ import io
 import os
 import re
 import threading
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from sora_watcher.config import ConfigError, resolve
 from sora_watcher.daemon import Daemon, RetryPolicy
 from sora_watcher.folders import Folders, JobState, image_name, is_ignored, save_image
 from sora_watcher.inputs import InputError, prompts_from_text, read_prompts
+from sora_watcher.journal import Journal, PromptState
 
 # -- configuration ----------------------------------------------------------------------------
 
@@ -253,22 +253,32 @@ class ScriptedBackend:
     def __init__(self, errors: dict[str, list[SoraError]]) -> None:
         self.errors = errors
         self.calls: list[str] = []
+        self.prompts: dict[str, str] = {}
 
-    def generate(self, prompt: str, options: JobOptions) -> Generation:
+    def submit(self, prompt: str, options: JobOptions) -> str:
         self.calls.append(prompt)
         pending = self.errors.get(prompt, [])
         if pending:
             raise pending.pop(0)
-        now = time.time()
-        image = ImageFile(b"\x89PNG fake", 1, 1, "http://x/full.png", "PNG")
-        return Generation("task_x", prompt, [image], now, now, now)
+        task_id = f"task_{len(self.calls)}"
+        self.prompts[task_id] = prompt
+        return task_id
+
+    def collect(self, task_id: str, options: JobOptions) -> Generation:
+        image = ImageFile(b"\x89PNG fake " + task_id.encode(), 1, 1, "http://x/full.png", "PNG")
+        return Generation(task_id, [image])
+
+    def find_task(self, prompt: str, since: float) -> str | None:
+        return None
 
     def close(self) -> None:
         pass
 
 
 def make_daemon(tmp_path: Path, backend: ScriptedBackend) -> Daemon:
-    settings = resolve({"home": str(tmp_path), "max_retries": "2", "retry_delay": "0"}, {})
+    settings = resolve(
+        {"home": str(tmp_path), "max_retries": "2", "retry_delay": "0", "settle_seconds": "0"}, {}
+    )
     return Daemon(settings, lambda: backend, threading.Event(), once=True)
 
 
@@ -309,6 +319,8 @@ def test_a_stopping_error_leaves_the_input_claimed_not_failed(tmp_path: Path) ->
     daemon.run()
     assert (daemon.folders.processing / "in.txt").exists()
     assert not os.listdir(daemon.folders.failed)
+    journal = Journal.load(Journal.path_for(daemon.folders.processing / "in.txt"))
+    assert journal.entries[0].state is PromptState.SUBMITTING  # found again at the next start
 
 
 def test_retry_delays_grow_with_jitter() -> None:

@@ -15,6 +15,26 @@
   const TOAST_MS = 6000;
   const ACTIVE = new Set(["queued", "preprocessing", "running"]);
   const RING = 2 * Math.PI * 28; // circumference of the progress ring (r = 28)
+  const CONTENT_POLICY = "This content may violate our content policies.";
+  const POPUPS = {
+    app: {
+      title: "Download the Sora mobile app",
+      text: "Create and explore on the go. Scan the code with your phone to get the app.",
+      actions: ["Not now"],
+      close: true,
+    },
+    announcement: {
+      title: "Introducing remix, blend and other new features",
+      text: "Remix any image, blend two ideas into one, and find them all in your library.",
+      actions: ["Got it"],
+      close: false,
+    },
+  };
+
+  // Variants and one-off states of the page, injected by the stand-in (none: the default).
+  const config = readConfig();
+  const variant = config.variant || {};
+  applyVariant(variant);
 
   const state = {
     // Like React state: follows `input` events only, never the textarea's raw value.
@@ -27,9 +47,11 @@
     announce: new Set(), // task ids whose end must be announced by a toast
     pollTimer: null,
     polling: false,
+    pollingStopped: false, // scenario no_polling: lost track of tasks until a reload
   };
 
   const composer = document.getElementById("prompt");
+  const isTextarea = composer instanceof HTMLTextAreaElement;
   const form = document.getElementById("composer");
   const createButton = document.getElementById("create-button");
   const settingsButton = document.getElementById("settings-button");
@@ -40,6 +62,92 @@
   const accountName = document.getElementById("account-name");
 
   const variantsLabel = (n) => (n === 1 ? "1 image" : `${n} images`);
+
+  // --- variants ---------------------------------------------------------------------------
+
+  function readConfig() {
+    const element = document.getElementById("standin-page");
+    return element ? JSON.parse(element.textContent) : {};
+  }
+
+  // Reshape the default DOM into one of the shapes the real site has been seen in.
+  function applyVariant(variant) {
+    if (variant.composer === "contenteditable") {
+      const textarea = document.getElementById("prompt");
+      const editor = document.createElement("div");
+      editor.id = "prompt";
+      editor.className = "editor";
+      editor.contentEditable = "true";
+      editor.setAttribute("role", "textbox");
+      editor.setAttribute("aria-label", "Prompt");
+      editor.setAttribute("aria-multiline", "true");
+      editor.dataset.placeholder = textarea.placeholder;
+      textarea.replaceWith(editor);
+    }
+    const button = document.getElementById("create-button");
+    if (variant.button === "generate") {
+      button.textContent = "Generate";
+      button.setAttribute("aria-label", "Generate");
+    } else if (variant.button === "icon") {
+      // Named only by visually hidden text, as on some builds of the real page.
+      button.removeAttribute("aria-label");
+      button.classList.add("icon-button");
+      button.innerHTML =
+        '<svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true">' +
+        '<path d="M12 19V5M5 12l7-7 7 7" fill="none" stroke="currentColor" stroke-width="2"' +
+        ' stroke-linecap="round" stroke-linejoin="round"></path></svg>' +
+        '<span class="sr-only">Create image</span>';
+    } else if (variant.button === "none") {
+      button.remove(); // Enter in the composer is the only way to submit
+    }
+    if (variant.settings === false) document.getElementById("settings-button").remove();
+  }
+
+  // A modal over the whole page: its overlay takes every click meant for the composer.
+  function showDialog(title, text, actions, withClose) {
+    const overlay = document.createElement("div");
+    overlay.className = "overlay";
+    overlay.dataset.state = "open";
+    const dialog = document.createElement("div");
+    dialog.setAttribute("role", "dialog");
+    dialog.setAttribute("aria-modal", "true");
+    dialog.dataset.state = "open";
+    dialog.tabIndex = -1;
+    const heading = document.createElement("h2");
+    heading.id = `dialog-title-${document.querySelectorAll('[role="dialog"]').length}`;
+    heading.textContent = title;
+    dialog.setAttribute("aria-labelledby", heading.id);
+    const paragraph = document.createElement("p");
+    paragraph.textContent = text;
+    dialog.append(heading, paragraph);
+    const buttons = actions.map((label) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "dialog-action";
+      button.textContent = label;
+      return button;
+    });
+    if (withClose) {
+      const close = document.createElement("button");
+      close.type = "button";
+      close.className = "dialog-close";
+      close.setAttribute("aria-label", "Close");
+      close.textContent = "\u00d7";
+      dialog.prepend(close);
+      buttons.push(close);
+    }
+    if (actions.length > 0) {
+      const row = document.createElement("div");
+      row.className = "dialog-actions";
+      row.append(...buttons.filter((button) => button.className === "dialog-action"));
+      dialog.append(row);
+    }
+    for (const button of buttons) button.addEventListener("click", () => overlay.remove());
+    overlay.append(dialog);
+    document.body.append(overlay);
+    // Like a Radix dialog, focus moves into it (so keys typed "into the composer" do not).
+    (buttons[0] || dialog).focus();
+  }
 
   // --- session and API --------------------------------------------------------------------
 
@@ -73,11 +181,17 @@
   // --- composer ---------------------------------------------------------------------------
 
   function syncCreateButton() {
-    createButton.disabled = state.submitting || state.prompt.trim() === "";
+    if (createButton) createButton.disabled = state.submitting || state.prompt.trim() === "";
+  }
+
+  function clearComposer() {
+    if (isTextarea) composer.value = "";
+    else composer.textContent = "";
+    state.prompt = "";
   }
 
   composer.addEventListener("input", () => {
-    state.prompt = composer.value;
+    state.prompt = isTextarea ? composer.value : composer.textContent;
     syncCreateButton();
   });
 
@@ -121,8 +235,13 @@
         toast(`Unable to create: ${message}`, "error");
         return;
       }
-      composer.value = "";
-      state.prompt = "";
+      clearComposer();
+      if (response.headers.get("X-Standin-No-Polling")) {
+        // Scenario no_polling: the page loses track of its tasks, as if its updates broke.
+        state.pollingStopped = true;
+        clearTimeout(state.pollTimer);
+        return;
+      }
       state.announce.add(answer.id);
       // Show the new tile at once, as the real page does, before the next list arrives.
       renderTasks([{ ...body, id: answer.id, status: "queued", progress_pct: 0, generations: [] }]);
@@ -226,7 +345,9 @@
     event.preventDefault();
   }
 
-  settingsButton.addEventListener("click", () => (menu ? closeMenu() : openMenu()));
+  if (settingsButton) {
+    settingsButton.addEventListener("click", () => (menu ? closeMenu() : openMenu()));
+  }
 
   document.addEventListener("pointerdown", (event) => {
     if (menu && !menu.contains(event.target) && !settingsButton.contains(event.target)) {
@@ -261,8 +382,8 @@
   function fillTile(tile, task) {
     const media = document.createElement("div");
     media.className = "tile-media";
-    if (task.status === "succeeded") {
-      const generations = task.generations || [];
+    const generations = task.generations || [];
+    if (task.status === "succeeded" && generations.length > 0) {
       if (generations.length > 1) media.classList.add("variants");
       for (const generation of generations) {
         const img = document.createElement("img");
@@ -272,11 +393,13 @@
         img.dataset.generationId = generation.id;
         media.append(img);
       }
-    } else if (task.status === "failed" || task.status === "cancelled") {
+    } else if (["succeeded", "failed", "cancelled"].includes(task.status)) {
+      // A succeeded task without images had them all withheld by moderation.
       const error = document.createElement("p");
       error.className = "tile-error";
-      error.textContent =
-        task.status === "cancelled" ? "Cancelled" : task.failure_reason || "Generation failed";
+      if (task.status === "cancelled") error.textContent = "Cancelled";
+      else if (task.failure_reason) error.textContent = task.failure_reason;
+      else error.textContent = task.num_unsafe_generations ? CONTENT_POLICY : "Generation failed";
       media.append(error);
     } else {
       const preview = document.createElement("div");
@@ -342,6 +465,7 @@
   // --- polling ----------------------------------------------------------------------------
 
   function schedulePoll(delay) {
+    if (state.pollingStopped) return;
     clearTimeout(state.pollTimer);
     state.pollTimer = setTimeout(poll, delay);
   }
@@ -355,6 +479,7 @@
       const response = await api("/backend/v2/list_tasks?limit=20");
       if (response.ok) {
         const data = await response.json();
+        if (state.pollingStopped) return; // an answer that arrived after polling stopped
         renderTasks(data.task_responses || []);
         again = (data.task_responses || []).some((task) => ACTIVE.has(task.status));
       } else {
@@ -381,6 +506,20 @@
     item.textContent = message;
     toasts.append(item);
     setTimeout(() => item.remove(), TOAST_MS);
+  }
+
+  if (variant.popup) {
+    const popup = POPUPS[variant.popup === true ? "app" : variant.popup];
+    showDialog(popup.title, popup.text, popup.actions, popup.close);
+  }
+  if (config.phone_verification) {
+    // No way out of this one but verifying (or, here, reloading once the scenario is spent).
+    showDialog(
+      "Verify your phone number to continue.",
+      "To keep Sora safe, we need to confirm your phone number before you can create.",
+      [],
+      false,
+    );
   }
 
   syncCreateButton();

@@ -1,0 +1,43 @@
+"""A backend that makes a small image at once, for tests and benchmarks of the daemon itself.
+
+Selected with ``SORA_BACKEND=instant``; it never touches a browser or the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+
+from PIL import Image
+
+from sora_driver.backend import Generation, ImageFile, JobOptions
+
+SIZE = (64, 64)
+
+
+class InstantBackend:
+    def __init__(self) -> None:
+        self._counter = itertools.count(1)
+        self._prompts: dict[str, str] = {}
+
+    def submit(self, prompt: str, options: JobOptions) -> str:
+        task_id = f"task_instant_{next(self._counter):08d}"
+        self._prompts[task_id] = prompt
+        return task_id
+
+    def collect(self, task_id: str, options: JobOptions) -> Generation:
+        prompt = self._prompts.pop(task_id, task_id)
+        colour = tuple(hashlib.sha256(prompt.encode()).digest()[:3])
+        images = []
+        for _ in range(options.variants):
+            out = io.BytesIO()
+            Image.new("RGB", SIZE, colour).save(out, format="PNG", compress_level=1)
+            images.append(ImageFile(out.getvalue(), *SIZE, f"instant:{task_id}", "PNG"))
+        return Generation(task_id, images)
+
+    def find_task(self, prompt: str, since: float) -> str | None:
+        return None  # nothing survives a restart here, so there is never a task to adopt
+
+    def close(self) -> None:
+        pass

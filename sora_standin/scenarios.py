@@ -1,0 +1,139 @@
+"""Failure modes and page variants of the real site, switched on by tests and demos.
+
+A scenario is armed for the next N occurrences (or until cleared) and consumed as it fires:
+
+    cloudflare           403 challenge page on `GET /` and `/api/auth/session`   block=False
+    rate_limit           429 on `POST /backend/video_gen`                 resets_in=3, credit=False
+    too_many_concurrent  429 on `POST /backend/video_gen`
+    heavy_load           503 on `POST /backend/video_gen`
+    unable_to_create     400 content_policy_violation on `POST /backend/video_gen`
+    token_expired        401 on any `/backend/*` call (the session cookie stays valid)
+    phone_verification   blocking dialog on `GET /`; that user's POSTs get 403 until a reload
+    moderation, unsafe_output, task_failed, cancelled, stalled(progress=0.42)
+                         how the next tasks end (one of these per task, in this order)
+    webp_source          the next tasks' `url` is a full-size WEBP instead of a PNG
+    no_polling           the page stops polling after submitting the next tasks
+    slow_cdn             full-size image downloads answer after `seconds` (default 5)
+    truncated_image      full-size image downloads send half of the file
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+# Each scenario's parameters with their defaults; the default's type is the accepted type.
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "cloudflare": {"block": False},
+    "rate_limit": {"resets_in": 3, "credit": False},
+    "too_many_concurrent": {},
+    "heavy_load": {},
+    "token_expired": {},
+    "unable_to_create": {},
+    "moderation": {},
+    "unsafe_output": {},
+    "task_failed": {},
+    "cancelled": {},
+    "stalled": {"progress": 0.42},
+    "phone_verification": {},
+    "slow_cdn": {"seconds": 5.0},
+    "truncated_image": {},
+    "webp_source": {},
+    "no_polling": {},
+}
+NAMES = tuple(DEFAULT_PARAMS)
+# How a task ends; a task takes at most one, so two armed outcomes go to successive tasks.
+TASK_OUTCOMES = ("moderation", "unsafe_output", "task_failed", "cancelled", "stalled")
+# Refusals of `POST /backend/video_gen`; one request fires at most one, in this order.
+SUBMIT_REFUSALS = ("heavy_load", "rate_limit", "too_many_concurrent", "unable_to_create")
+
+# Page variants: key -> accepted values, the first being the default page.
+PAGE_VARIANTS: dict[str, tuple[Any, ...]] = {
+    "composer": ("textarea", "contenteditable"),
+    "button": ("create", "generate", "icon", "none"),
+    "popup": (False, True, "app", "announcement"),
+    "settings": (True, False),
+}
+
+
+def _checked_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    defaults = DEFAULT_PARAMS[name]
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        valid = ", ".join(defaults) or "none"
+        raise ValueError(f"scenario {name!r} has no parameter {unknown[0]!r} (valid: {valid})")
+    checked = dict(defaults)
+    for key, value in params.items():
+        if isinstance(defaults[key], bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name}: {key} must be true or false")
+        # bool is an int in Python, but `resets_in=True` is surely a mistake.
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"{name}: {key} must be a number >= 0")
+        checked[key] = value
+    return checked
+
+
+def check_page_variant(variant: Any) -> dict[str, Any]:
+    """A validated copy of a page variant; raises ValueError naming what is accepted."""
+    if not isinstance(variant, dict):
+        raise ValueError("the page variant must be an object")
+    for key, value in variant.items():
+        allowed = PAGE_VARIANTS.get(key)
+        if allowed is None:
+            raise ValueError(f"unknown page variant {key!r} (valid: {', '.join(PAGE_VARIANTS)})")
+        # Compare types too: 1 == True would otherwise pass for a boolean key.
+        if not any(type(value) is type(a) and value == a for a in allowed):
+            choices = ", ".join(repr(a) for a in allowed)
+            raise ValueError(f"page variant {key}={value!r} is not one of {choices}")
+    return dict(variant)
+
+
+@dataclass
+class _Armed:
+    remaining: int | None  # None: until cleared
+    params: dict[str, Any]
+
+
+class Scenarios:
+    """Armed scenarios; every method is safe to call from the server's threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._armed: dict[str, _Armed] = {}
+
+    def arm(self, name: str, count: int | None, params: dict[str, Any]) -> None:
+        """Arm `name` for `count` occurrences; arming it again replaces the previous one."""
+        if name not in DEFAULT_PARAMS:
+            raise ValueError(f"unknown scenario {name!r} (valid: {', '.join(NAMES)})")
+        if count is not None and (type(count) is not int or count < 1):
+            raise ValueError("count must be null (until cleared) or an integer >= 1")
+        armed = _Armed(count, _checked_params(name, params))
+        with self._lock:
+            self._armed[name] = armed
+
+    def take(self, *names: str) -> tuple[str, dict[str, Any]] | None:
+        """Consume one occurrence of the first armed scenario among `names`."""
+        with self._lock:
+            for name in names:
+                armed = self._armed.get(name)
+                if armed is None:
+                    continue
+                if armed.remaining is not None:
+                    armed.remaining -= 1
+                    if armed.remaining == 0:
+                        del self._armed[name]
+                return name, dict(armed.params)
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._armed.clear()
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {
+                name: {"remaining": armed.remaining, "params": dict(armed.params)}
+                for name, armed in self._armed.items()
+            }

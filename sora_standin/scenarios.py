@@ -10,11 +10,14 @@ A scenario is armed for the next N occurrences (or until cleared) and consumed a
     token_expired        401 on any `/backend/*` call (the session cookie stays valid)
     phone_verification   blocking dialog on `GET /`; that user's POSTs get 403 until a reload
     moderation, unsafe_output, task_failed, cancelled, stalled(progress=0.42)
-                         how the next tasks end (one of these per task, in this order)
+                         how the next tasks end
     webp_source          the next tasks' `url` is a full-size WEBP instead of a PNG
     no_polling           the page stops polling after submitting the next tasks
     slow_cdn             full-size image downloads answer after `seconds` (default 5)
     truncated_image      full-size image downloads send half of the file
+
+When several scenarios could fire on one request (two refusals, two task outcomes), only the
+one armed first fires; the others wait for the next requests.
 """
 
 from __future__ import annotations
@@ -43,9 +46,9 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "no_polling": {},
 }
 NAMES = tuple(DEFAULT_PARAMS)
-# How a task ends; a task takes at most one, so two armed outcomes go to successive tasks.
+# How a task ends: a task takes at most one, so two armed outcomes go to successive tasks.
 TASK_OUTCOMES = ("moderation", "unsafe_output", "task_failed", "cancelled", "stalled")
-# Refusals of `POST /backend/video_gen`; one request fires at most one, in this order.
+# Refusals of `POST /backend/video_gen`: likewise, at most one per request.
 SUBMIT_REFUSALS = ("heavy_load", "rate_limit", "too_many_concurrent", "unable_to_create")
 
 # Page variants: key -> accepted values, the first being the default page.
@@ -111,14 +114,14 @@ class Scenarios:
             raise ValueError("count must be null (until cleared) or an integer >= 1")
         armed = _Armed(count, _checked_params(name, params))
         with self._lock:
+            self._armed.pop(name, None)  # re-armed: it now comes last
             self._armed[name] = armed
 
     def take(self, *names: str) -> tuple[str, dict[str, Any]] | None:
-        """Consume one occurrence of the first armed scenario among `names`."""
+        """Consume one occurrence of the earliest armed scenario among `names`."""
         with self._lock:
-            for name in names:
-                armed = self._armed.get(name)
-                if armed is None:
+            for name, armed in self._armed.items():
+                if name not in names:
                     continue
                 if armed.remaining is not None:
                     armed.remaining -= 1

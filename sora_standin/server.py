@@ -1,4 +1,13 @@
-"""The HTTP side of the stand-in: a ThreadingHTTPServer, its routes and the StandIn facade."""
+"""The HTTP side of the stand-in: a ThreadingHTTPServer, its routes and the StandIn facade.
+
+Control endpoints, for the demo and the benchmark (tests in-process use StandIn directly):
+    GET  /_standin/health, /_standin/submissions
+    POST /_standin/config    {"delay": s, "max_concurrent": n|null, "page": {...page variant}}
+    POST /_standin/scenario  {"name": ..., "count": n|null, "params": {...}}  (see scenarios.py)
+    GET  /_standin/scenarios what is armed, how many are left, and the page variant
+    POST /_standin/clear     disarm every scenario and restore the default page
+    POST /_standin/revoke    every session cookie and token issued so far stops working
+"""
 
 from __future__ import annotations
 
@@ -160,7 +169,7 @@ class StandIn:
         self.max_concurrent: int | None = None
         self.submissions: list[dict[str, Any]] = []
         self.tasks = tasks.TaskStore()
-        self.scenarios = scenarios.Scenarios()
+        self._scenarios = scenarios.Scenarios()
         self._page_variant: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._emails: dict[str, str] = {}
@@ -224,12 +233,20 @@ class StandIn:
 
     def scenario(self, name: str, count: int | None = 1, **params: Any) -> None:
         """Arm a failure mode for the next `count` occurrences (None: until cleared)."""
-        self.scenarios.arm(name, count, params)
+        self._scenarios.arm(name, count, params)
 
     def clear_scenarios(self) -> None:
-        self.scenarios.clear()
+        self._scenarios.clear()
         with self._lock:
             self._phone_blocked.clear()
+
+    def armed_scenarios(self) -> dict[str, dict[str, Any]]:
+        """{name: {"remaining": n or None, "params": {...}}} for what is still armed."""
+        return self._scenarios.snapshot()
+
+    def fire(self, *names: str) -> tuple[str, dict[str, Any]] | None:
+        """Consume one occurrence of the earliest armed of `names`: (name, params) or None."""
+        return self._scenarios.take(*names)
 
     @property
     def page_variant(self) -> dict[str, Any]:
@@ -328,7 +345,7 @@ class _Handler(BaseHTTPRequestHandler):
             if parts.path.startswith("/backend/"):
                 self.user = self._bearer_user()
                 # A valid token refused anyway, as when the site's token expires early.
-                if self.app.scenarios.take("token_expired"):
+                if self.app.fire("token_expired"):
                     raise _HTTPError(401, TOKEN_EXPIRED, "token_expired")
             self._route(method, parts.path)
         except _HTTPError as error:
@@ -457,7 +474,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _cloudflare(self) -> bool:
         """Answer with Cloudflare's challenge (or block) page if that scenario is armed."""
-        fired = self.app.scenarios.take("cloudflare")
+        fired = self.app.fire("cloudflare")
         if fired is None:
             return False
         block = fired[1]["block"]
@@ -482,7 +499,7 @@ class _Handler(BaseHTTPRequestHandler):
         if session is None:
             self._redirect("/login?next=/")
             return
-        phone = self.app.scenarios.take("phone_verification") is not None
+        phone = self.app.fire("phone_verification") is not None
         # The account stays blocked until a page load comes without the dialog.
         self.app.set_phone_blocked(session[0], phone)
         # Checked here too: page_variant is a plain dict that tests may edit in place.
@@ -585,9 +602,8 @@ class _Handler(BaseHTTPRequestHandler):
         if limit is not None and self.app.tasks.active_count(self.user, now) >= limit:
             message = f"You already have {limit} generations in progress. Please wait."
             raise _HTTPError(429, message, "too_many_concurrent_tasks")
-        armed = self.app.scenarios
-        outcome = armed.take(*scenarios.TASK_OUTCOMES)
-        webp = armed.take("webp_source") is not None
+        outcome, params = self.app.fire(*scenarios.TASK_OUTCOMES) or (None, {})
+        webp = self.app.fire("webp_source") is not None
         task = self.app.tasks.create(
             self.user,
             prompt,
@@ -597,17 +613,17 @@ class _Handler(BaseHTTPRequestHandler):
             kind,
             self.app.delay,
             now,
-            outcome=outcome[0] if outcome else None,
-            stall_at=outcome[1]["progress"] if outcome and outcome[0] == "stalled" else 0.42,
+            outcome=outcome,
+            stall_at=params.get("progress", 0.0),  # only read when the outcome is "stalled"
             src_ext="webp" if webp else "png",
         )
         self.app.record_submission({**body, "task_id": task.id, "at": now})
         # The page cannot see scenarios: this header tells it to stop polling (no_polling).
-        headers = [("X-Standin-No-Polling", "1")] if armed.take("no_polling") else []
+        headers = [("X-Standin-No-Polling", "1")] if self.app.fire("no_polling") else []
         self._json(200, {"id": task.id, "priority": 1}, headers)
 
     def _refuse_if_armed(self) -> None:
-        fired = self.app.scenarios.take(*scenarios.SUBMIT_REFUSALS)
+        fired = self.app.fire(*scenarios.SUBMIT_REFUSALS)
         if fired is None:
             return
         name, params = fired
@@ -678,20 +694,21 @@ class _Handler(BaseHTTPRequestHandler):
         full_size = parsed["src"] is not None  # the file a generation's `url` points at
         if full_size and parsed["ext"] != task.src_ext:
             raise _HTTPError(404, "No such asset", "not_found")
-        kind: images.Kind = "thumb" if parsed["thumb"] else "webp"
-        if parsed["ext"] == "png":
-            kind = "png"
+        # A full-size WEBP (webp_source) is the same file as the source encoding.
+        kind: images.Kind = (
+            "thumb" if parsed["thumb"] else "png" if parsed["ext"] == "png" else "webp"
+        )
         index = int(parsed["src"] or parsed["webp"] or parsed["thumb"])
         if index >= task.n_variants or not task.has_images(time.time()):
             raise _HTTPError(404, "No such asset", "not_found")
         data = images.render(task.prompt, index, task.output_size, kind)
         if full_size:
-            slow = self.app.scenarios.take("slow_cdn")
+            slow = self.app.fire("slow_cdn")
             # One wait on an event rather than a sleep: stop() ends it at once.
             if slow and self.app.stopping.wait(slow[1]["seconds"]):
                 self.close_connection = True
                 return
-            if self.app.scenarios.take("truncated_image"):
+            if self.app.fire("truncated_image"):
                 data = data[: len(data) // 2]
         content_type = "image/png" if kind == "png" else "image/webp"
         self._send(200, data, content_type, [("Cache-Control", "private, max-age=86400")])
@@ -736,7 +753,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.list_scenarios(match)
 
     def list_scenarios(self, match: re.Match[str]) -> None:
-        armed = self.app.scenarios.snapshot()
+        armed = self.app.armed_scenarios()
         self._json(200, {"scenarios": armed, "page": self.app.page_variant})
 
     def clear(self, match: re.Match[str]) -> None:

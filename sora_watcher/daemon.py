@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -96,7 +98,7 @@ class Daemon:
         lock = hold_lock(self.folders.processing / ".lock")
         try:
             self.start_backend()
-            self.finish_orphan_journals()
+            self.clean_up_after_crash()
             for path in self.folders.waiting(JobState.PROCESSING):
                 logger.info("resuming {} left in processing/", path.name)
                 self.intake.offer(path)
@@ -149,7 +151,16 @@ class Daemon:
             return  # already taken by another worker, or by an earlier event for the same file
         journal_path = Journal.path_for(claimed)
         if journal_path.exists():
-            journal = Journal.load(journal_path)
+            try:
+                journal = Journal.load(journal_path)
+            except (ValueError, KeyError, TypeError) as exc:
+                self.fail_unreadable(
+                    claimed,
+                    f"its journal {journal_path.name} is damaged ({exc}); some of its images may "
+                    "already be in images/: check before dropping it again",
+                )
+                journal_path.unlink()
+                return
         else:
             logger.info("processing {}", claimed.name)
             try:
@@ -163,16 +174,19 @@ class Daemon:
         self.finish(claimed, journal)
 
     def generate(self, source: Path, prompts: list[Prompt]) -> bool:
-        """Images for prompts outside the queue (the ``generate`` command); True if all made."""
-        self.folders.ensure()
-        journal_path = self.folders.processing / f".generate.{os.getpid()}{SUFFIX}"
-        journal = Journal.start(journal_path.with_name(journal_path.name[: -len(SUFFIX)]), prompts)
-        journal.input_name = source.name
+        """Images for prompts outside the queue (the ``generate`` command); True if all made.
+
+        Its journal and staged images live in a folder of their own, out of the way of a
+        daemon that may run on the same folders.
+        """
+        self.settings.processing.mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix="generate-", dir=self.settings.processing))
+        journal = Journal.start(workdir / source.name, prompts)
         try:
             for entry in journal.entries:
                 self.advance(journal, entry)
         finally:
-            journal.remove()
+            shutil.rmtree(workdir, ignore_errors=True)
         return all(entry.state is PromptState.DONE for entry in journal.entries)
 
     def fail_unreadable(self, claimed: Path, reason: str) -> None:
@@ -202,13 +216,27 @@ class Daemon:
             images = sum(len(e.images) for e in journal.entries)
             logger.info("{}: {} image(s), moved to {}", claimed.name, images, final)
 
-    def finish_orphan_journals(self) -> None:
-        """Journals whose input is already in its last folder: a crash came between the two."""
+    def clean_up_after_crash(self) -> None:
+        """What a crash can leave in this worker's folder, and no journal will claim.
+
+        A journal whose input is gone (the crash came between the move and the clean-up), and
+        staged images or temporary files that no journal refers to.
+        """
+        referenced: set[str] = set()
         for journal_path in self.folders.processing.glob("*" + SUFFIX):
             claimed = journal_path.with_name(journal_path.name.removesuffix(SUFFIX))
             if not os.path.lexists(claimed):
                 logger.info("cleaning up the journal of {}, already moved", claimed.name)
                 journal_path.unlink()
+                continue
+            try:
+                journal = Journal.load(journal_path)
+            except (ValueError, KeyError, TypeError):
+                continue  # handle() says so when it gets to this input
+            referenced |= {staged.file for entry in journal.entries for staged in entry.staged}
+        for leftover in self.folders.processing.glob(".*"):
+            if leftover.name != ".lock" and leftover.name not in referenced:
+                leftover.unlink(missing_ok=True)
 
     # -- one prompt, one step at a time -------------------------------------------------------
 
@@ -273,14 +301,14 @@ class Daemon:
             entry.state = PromptState.DONE
             journal.save()
             for staged in entry.staged:
-                (self.folders.processing / staged.file).unlink(missing_ok=True)
+                (journal.folder / staged.file).unlink(missing_ok=True)
             return
         journal.save()
 
     def stage(self, journal: Journal, entry: Entry, generation: Generation) -> list[Staged]:
         staged = []
         for index, image in enumerate(generation.images):
-            path = stage_image(self.folders.processing, image.png)
+            path = stage_image(journal.folder, image.png)
             metadata = {
                 "prompt": entry.text,
                 "source": journal.input_name,
@@ -316,7 +344,7 @@ class Daemon:
                 "duration_s": round(finished - started, 3),
             }
             path = publish_image(
-                self.folders.processing / staged.file,
+                journal.folder / staged.file,
                 self.settings.images,
                 entry.text,
                 metadata,

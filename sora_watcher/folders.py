@@ -241,13 +241,3 @@ def publish_image(
     sidecar = {"image": final.name, **metadata}
     write_atomically(final.with_suffix(".json"), json.dumps(sidecar, indent=2).encode("utf-8"))
     return final
-
-
-def save_image(folder: Path, prompt: str, png: bytes, metadata: dict[str, Any]) -> Path:
-    """Stage and publish at once, for callers without a journal."""
-    folder.mkdir(parents=True, exist_ok=True)
-    staged = stage_image(folder, png)
-    try:
-        return publish_image(staged, folder, prompt, metadata)
-    finally:
-        staged.unlink()

@@ -82,6 +82,11 @@ class Journal:
     final: str | None = None  # the input's name in its last folder, written before the move
     reason: str | None = None  # the text of <name>.error.txt
 
+    @property
+    def folder(self) -> Path:
+        """Where the input, its journal and its staged images are."""
+        return self.path.parent
+
     @staticmethod
     def path_for(claimed: Path) -> Path:
         return claimed.with_name(claimed.name + SUFFIX)

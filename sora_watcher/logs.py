@@ -38,8 +38,17 @@ def redact(text: str) -> str:
     return text
 
 
+CONTROL = {code: f"\\x{code:02x}" for code in [*range(32), 127]} | {10: "\\n", 13: "\\r", 9: "\\t"}
+
+
+def one_line(text: str) -> str:
+    """Control characters escaped (a file may be named "a\\nb.txt"), broken encodings shown."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.translate(CONTROL)
+
+
 def _redact_record(record: Record) -> None:
-    record["message"] = redact(record["message"])
+    record["message"] = one_line(redact(record["message"]))
 
 
 def _format(record: Record) -> str:

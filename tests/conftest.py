@@ -117,6 +117,13 @@ class Daemon:
                 if match:
                     return match
 
+    def expect_count(self, pattern: str, count: int, timeout: float = 60) -> None:
+        """Wait until ``count`` output lines, seen so far or to come, match ``pattern``."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while sum(bool(regex.search(line)) for line in self.output) < count:
+            self.expect(pattern, timeout=max(deadline - time.monotonic(), 0.01))
+
     def _failure(self, pattern: str, why: str) -> str:
         return f"{why} waiting for {pattern!r}; output:\n" + "\n".join(self.output)
 

@@ -31,8 +31,16 @@ from sora_driver.images import to_png
 from sora_watcher import logs
 from sora_watcher.config import ConfigError, resolve
 from sora_watcher.daemon import Daemon, RetryPolicy
-from sora_watcher.folders import Folders, JobState, image_name, is_ignored, save_image
-from sora_watcher.inputs import InputError, prompts_from_text, read_prompts
+from sora_watcher.folders import (
+    Folders,
+    JobState,
+    image_name,
+    is_ignored,
+    publish,
+    publish_image,
+    stage_image,
+)
+from sora_watcher.inputs import InputError, Limits, prompts_from_text, read_prompts
 from sora_watcher.journal import Journal, PromptState
 
 # -- configuration ----------------------------------------------------------------------------
@@ -101,6 +109,22 @@ def test_every_prompt_is_a_stripped_non_comment_line(lines: list[str]) -> None:
         assert prompt.text in text.splitlines()[prompt.line - 1]
 
 
+@given(st.binary(max_size=300), st.sampled_from(["a.txt", "b.TXT", "c.json", "d"]))
+def test_any_bytes_give_prompts_or_a_reason(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes, name: str
+) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / name
+    path.write_bytes(data)
+    limits = Limits(max_bytes=200, max_prompt_chars=50)
+    try:
+        prompts = read_prompts(path, limits)
+    except InputError as exc:
+        assert str(exc)  # always a reason a user can read
+        return
+    assert prompts and len(data) <= 200
+    assert all(0 < len(p.text) <= 50 and p.text == p.text.strip() for p in prompts)
+
+
 # -- folders and names ------------------------------------------------------------------------
 
 
@@ -127,11 +151,29 @@ def test_image_name_has_time_and_prompt_hash() -> None:
 
 
 def test_images_never_overwrite_each_other(tmp_path: Path) -> None:
-    paths = [save_image(tmp_path, "same prompt", f"png {i}".encode(), {}) for i in range(3)]
+    paths = []
+    for i in range(3):
+        staged = stage_image(tmp_path, f"png {i}".encode())
+        paths.append(publish_image(staged, tmp_path / "images", "same prompt", {}))
+        staged.unlink()
     assert len(set(paths)) == 3
     assert [p.read_bytes() for p in paths] == [b"png 0", b"png 1", b"png 2"]
     assert all(p.with_suffix(".json").is_file() for p in paths)
-    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+    assert not list((tmp_path / "images").glob(".*"))  # no temporary file left behind
+
+
+def test_publishing_again_after_a_crash_finds_the_image_already_there(tmp_path: Path) -> None:
+    staged = stage_image(tmp_path, b"the png")
+    noted: list[str] = []
+    first = publish(staged, tmp_path / "x.png", remember=noted.append)
+    # the crash came after the link, before the journal said "done": publish once more
+    again = publish(staged, tmp_path / "y.png", chosen=noted[-1], remember=noted.append)
+    assert again == first
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["x.png"]
+    # the name noted, but the crash came before the link: the name is taken then
+    other = stage_image(tmp_path, b"another png")
+    made = publish(other, tmp_path / "x.png", chosen="x_2.png")
+    assert made.name == "x_2.png" and made.read_bytes() == b"another png"
 
 
 def folders_in(root: Path) -> Folders:

@@ -104,7 +104,8 @@
   }
 
   // A modal over the whole page: its overlay takes every click meant for the composer.
-  function showDialog(title, text, actions, withClose) {
+  // Each button (an action, or the × when `close`) dismisses it; with none it stays.
+  function showDialog({ title, text, actions = [], close = false }) {
     const overlay = document.createElement("div");
     overlay.className = "overlay";
     overlay.dataset.state = "open";
@@ -113,6 +114,19 @@
     dialog.setAttribute("aria-modal", "true");
     dialog.dataset.state = "open";
     dialog.tabIndex = -1;
+    const dismissButton = (label, className) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = className;
+      button.textContent = label;
+      button.addEventListener("click", () => overlay.remove());
+      return button;
+    };
+    if (close) {
+      const button = dismissButton("\u00d7", "dialog-close");
+      button.setAttribute("aria-label", "Close");
+      dialog.append(button);
+    }
     const heading = document.createElement("h2");
     heading.id = `dialog-title-${document.querySelectorAll('[role="dialog"]').length}`;
     heading.textContent = title;
@@ -120,33 +134,16 @@
     const paragraph = document.createElement("p");
     paragraph.textContent = text;
     dialog.append(heading, paragraph);
-    const buttons = actions.map((label) => {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "dialog-action";
-      button.textContent = label;
-      return button;
-    });
-    if (withClose) {
-      const close = document.createElement("button");
-      close.type = "button";
-      close.className = "dialog-close";
-      close.setAttribute("aria-label", "Close");
-      close.textContent = "\u00d7";
-      dialog.prepend(close);
-      buttons.push(close);
-    }
     if (actions.length > 0) {
       const row = document.createElement("div");
       row.className = "dialog-actions";
-      row.append(...buttons.filter((button) => button.className === "dialog-action"));
+      row.append(...actions.map((label) => dismissButton(label, "dialog-action")));
       dialog.append(row);
     }
-    for (const button of buttons) button.addEventListener("click", () => overlay.remove());
     overlay.append(dialog);
     document.body.append(overlay);
     // Like a Radix dialog, focus moves into it (so keys typed "into the composer" do not).
-    (buttons[0] || dialog).focus();
+    (dialog.querySelector(".dialog-action") || dialog).focus();
   }
 
   // --- session and API --------------------------------------------------------------------
@@ -508,18 +505,13 @@
     setTimeout(() => item.remove(), TOAST_MS);
   }
 
-  if (variant.popup) {
-    const popup = POPUPS[variant.popup === true ? "app" : variant.popup];
-    showDialog(popup.title, popup.text, popup.actions, popup.close);
-  }
+  if (variant.popup) showDialog(POPUPS[variant.popup === true ? "app" : variant.popup]);
   if (config.phone_verification) {
-    // No way out of this one but verifying (or, here, reloading once the scenario is spent).
-    showDialog(
-      "Verify your phone number to continue.",
-      "To keep Sora safe, we need to confirm your phone number before you can create.",
-      [],
-      false,
-    );
+    // No button: no way out but verifying (here: a reload once the scenario is spent).
+    showDialog({
+      title: "Verify your phone number to continue.",
+      text: "To keep Sora safe, we need to confirm your phone number before you can create.",
+    });
   }
 
   syncCreateButton();

@@ -134,7 +134,7 @@ def generate(daemon: Daemon, prompt_file: Path) -> int:
     home = daemon.settings.home
     path = prompt_file if prompt_file.is_absolute() else home / prompt_file
     try:
-        prompts = read_prompts(path, daemon.limits)
+        prompts = read_prompts(path, daemon.rules)
     except FileNotFoundError:
         logger.error("{} does not exist: write one prompt per line in it", path)
         return EXIT_FAILED

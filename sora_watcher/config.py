@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sora_watcher.astro import ChartError, check_template
+
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 
@@ -38,6 +40,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "max_input_bytes": ("SORA_MAX_INPUT_BYTES", str(1024 * 1024)),
     "max_prompt_chars": ("SORA_MAX_PROMPT_CHARS", "4000"),
     "backend": ("SORA_BACKEND", "web"),
+    "prompt_template": ("SORA_PROMPT_TEMPLATE", ""),
 }
 BACKENDS = ("web", "instant")
 
@@ -72,6 +75,7 @@ class Settings:
     max_input_bytes: int
     max_prompt_chars: int
     backend: str
+    prompt_template: str | None  # the template's text, checked
 
 
 def _boolean(name: str, text: str) -> bool:
@@ -138,7 +142,21 @@ def resolve(
         max_input_bytes=int(_number(name("max_input_bytes"), raw["max_input_bytes"], int, 1)),
         max_prompt_chars=int(_number(name("max_prompt_chars"), raw["max_prompt_chars"], int, 1)),
         backend=_choice(name("backend"), raw["backend"], BACKENDS),
+        prompt_template=_template(name("prompt_template"), raw["prompt_template"], home),
     )
+
+
+def _template(name: str, text: str, home: Path) -> str | None:
+    """The chart prompt template's text, read and checked now rather than at the first chart."""
+    if not text:
+        return None
+    path = home / Path(text).expanduser()
+    try:
+        template = path.read_text(encoding="utf-8")
+        check_template(template)
+    except (OSError, UnicodeDecodeError, ChartError) as exc:
+        raise ConfigError(f"{name}={text}: {exc}") from None
+    return template
 
 
 def _choice(name: str, text: str, allowed: tuple[str, ...]) -> str:

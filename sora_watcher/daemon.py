@@ -7,6 +7,7 @@ only set ``stop``; a retry is a counter with a delay and a backoff, kept in the 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -38,8 +39,9 @@ from sora_watcher.folders import (
     hold_lock,
     publish_image,
     stage_image,
+    write_atomically,
 )
-from sora_watcher.inputs import InputError, Limits, Prompt, read_prompts
+from sora_watcher.inputs import InputError, Prompt, Rules, read_prompts, theme_user
 from sora_watcher.journal import SUFFIX, Entry, Journal, PromptState, Staged
 from sora_watcher.watch import Intake
 
@@ -83,7 +85,9 @@ class Daemon:
         self.stop = stop
         self.once = once  # exit when the inbox is empty, and on what would pause the queue
         self.retry = RetryPolicy(settings.max_retries, settings.retry_delay)
-        self.limits = Limits(settings.max_input_bytes, settings.max_prompt_chars)
+        self.rules = Rules(
+            settings.max_input_bytes, settings.max_prompt_chars, settings.prompt_template
+        )
         self.intake = Intake(
             self.folders.inbox, settings.settle_seconds, settings.rescan_seconds, settings.polling
         )
@@ -164,11 +168,14 @@ class Daemon:
         else:
             logger.info("processing {}", claimed.name)
             try:
-                prompts = read_prompts(claimed, self.limits)
+                prompts = read_prompts(claimed, self.rules)
             except (InputError, OSError) as exc:
                 self.fail_unreadable(claimed, str(exc))
                 return
             journal = Journal.start(claimed, prompts)
+            for entry in journal.entries:
+                if entry.error is not None:
+                    logs.failure(entry.text, entry.error["class"], entry.error["detail"])
         for entry in journal.entries:
             self.advance(journal, entry)
         self.finish(claimed, journal)
@@ -207,6 +214,9 @@ class Daemon:
             journal.save()
 
         state = JobState(journal.outcome)
+        user = theme_user(journal.input_name)
+        if user is not None and state is JobState.PROCESSED:
+            self.write_result(user, journal.entries[0])
         final = self.folders.finish(claimed, state, journal.reason, journal.final, remember)
         journal.remove()
         if failures:
@@ -215,6 +225,21 @@ class Daemon:
         else:
             images = sum(len(e.images) for e in journal.entries)
             logger.info("{}: {} image(s), moved to {}", claimed.name, images, final)
+
+    def write_result(self, user: str, entry: Entry) -> None:
+        """``images/<user>/result_<user>.json``, replaced on each run, for the astrology app."""
+        folder = self.images_folder(entry)
+        result = {
+            "user_id": user,
+            "prompt": entry.text,
+            "image": str(folder / entry.images[-1]),
+        }
+        path = folder / f"result_{user}.json"
+        write_atomically(path, json.dumps(result, ensure_ascii=False, indent=2).encode("utf-8"))
+        logger.info("{}: result written to {}", user, relative(path, self.settings.home))
+
+    def images_folder(self, entry: Entry) -> Path:
+        return self.settings.images / entry.folder if entry.folder else self.settings.images
 
     def clean_up_after_crash(self) -> None:
         """What a crash can leave in this worker's folder, and no journal will claim.
@@ -314,6 +339,7 @@ class Daemon:
                 "source": journal.input_name,
                 "line": entry.line,
                 "options": entry.options,
+                "folder": entry.folder,
                 "task_id": generation.task_id,
                 "variant": index,
                 "width": image.width,
@@ -345,7 +371,7 @@ class Daemon:
             }
             path = publish_image(
                 journal.folder / staged.file,
-                self.settings.images,
+                self.images_folder(entry),
                 entry.text,
                 metadata,
                 staged.target,
@@ -402,11 +428,12 @@ def failure_report(journal: Journal) -> str:
         if entry.error is None:
             lines.append(f"line {entry.line}: done ({', '.join(entry.images)})")
             continue
-        hint = (
-            "Sora did not manage it after several tries: drop the file again later."
-            if entry.attempts > 0
-            else "Sora refused this prompt: reword it."
-        )
+        if entry.error["class"] == "InputError":
+            hint = "fix this entry and drop the rest again in a new file."
+        elif entry.attempts > 0:
+            hint = "Sora did not manage it after several tries: drop the file again later."
+        else:
+            hint = "Sora refused this prompt: reword it."
         lines.append(
             f"line {entry.line}: {entry.error['class']}: {entry.error['detail']}\n"
             f"  prompt: {entry.text}\n  what to do: {hint}"

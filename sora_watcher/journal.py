@@ -58,6 +58,7 @@ class Entry:
     staged: list[Staged] = field(default_factory=list)
     images: list[str] = field(default_factory=list)
     error: dict[str, str] | None = None  # {"class", "detail"}
+    folder: str | None = None  # a sub-folder of images/
 
     @property
     def finished(self) -> bool:
@@ -67,9 +68,13 @@ class Entry:
     def job_options(self) -> JobOptions:
         return JobOptions(**self.options)
 
-    @property
-    def prompt(self) -> Prompt:
-        return Prompt(self.text, self.line, self.job_options)
+    @classmethod
+    def of(cls, prompt: Prompt) -> Entry:
+        entry = cls(prompt.line, prompt.text, asdict(prompt.options), folder=prompt.folder)
+        if prompt.error is not None:  # a bad row of its own: failed before it starts
+            entry.state = PromptState.FAILED
+            entry.error = {"class": "InputError", "detail": prompt.error}
+        return entry
 
 
 @dataclass
@@ -93,7 +98,7 @@ class Journal:
 
     @classmethod
     def start(cls, claimed: Path, prompts: list[Prompt]) -> Journal:
-        entries = [Entry(p.line, p.text, asdict(p.options)) for p in prompts]
+        entries = [Entry.of(prompt) for prompt in prompts]
         journal = cls(cls.path_for(claimed), claimed.name, entries)
         journal.save()
         return journal

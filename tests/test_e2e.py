@@ -282,3 +282,45 @@ def test_generation_timeout_is_a_clear_error(home: Path, standin: StandIn) -> No
     assert "line 1: GenerationTimeout" in report
     captures = re.findall(r"capture: (\S+\.png), (\S+\.html)", failure["detail"])
     assert captures and all(Path(p).is_file() for p in captures[0]), "page saved for diagnosis"
+
+
+def test_a_natal_chart_becomes_the_users_image_and_result_file(
+    home: Path, standin: StandIn
+) -> None:
+    chart = (Path(__file__).parent / "data" / "theme_alice.json").read_text("utf-8")
+    results = []
+    for _ in range(2):  # a second chart for the same user replaces the result file
+        drop(home / "inbox", "theme_alice.json", chart)
+        daemon = run_once(home, standin, "once")
+        assert daemon.process.returncode == 0, "\n".join(daemon.output)
+        results.append(
+            json.loads((home / "images" / "alice" / "result_alice.json").read_text("utf-8"))
+        )
+
+    images = sorted((home / "images" / "alice").glob("*.png"))
+    assert len(images) == 2
+    first, second = results
+    assert first["user_id"] == second["user_id"] == "alice"
+    assert Path(first["image"]) == images[0] and Path(second["image"]) == images[1]
+    assert "Cancer sun" in first["prompt"] and first["prompt"] == second["prompt"]
+    assert standin.submissions[-1]["prompt"] == first["prompt"]
+    assert any("prompt built from the chart" in line for line in log_lines(home))
+    assert sorted(p.name for p in (home / "processed").iterdir()) == [
+        "theme_alice.json",
+        "theme_alice_2.json",
+    ]
+
+
+def test_a_csv_with_a_bad_row_keeps_the_good_rows_images(home: Path, standin: StandIn) -> None:
+    drop(
+        home / "inbox",
+        "prompts.csv",
+        "prompt,name\na red fox at dawn,foxes\nan owl,../../etc\na grey heron,\n",
+    )
+    daemon = run_once(home, standin, "once", SORA_BACKEND="instant")
+    assert daemon.process.returncode != 0
+    assert len(list((home / "images" / "foxes").glob("*.png"))) == 1
+    assert len(images_in(home)) == 1  # the heron, in images/ itself
+    report = (home / "failed" / "prompts.csv.error.txt").read_text("utf-8")
+    assert "line 3: InputError: row at line 3: name '../../etc' is not allowed" in report
+    assert "line 2: done" in report and "line 4: done" in report

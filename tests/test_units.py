@@ -40,7 +40,7 @@ from sora_watcher.folders import (
     publish_image,
     stage_image,
 )
-from sora_watcher.inputs import InputError, Limits, prompts_from_text, read_prompts
+from sora_watcher.inputs import InputError, Rules, prompts_from_text, read_prompts
 from sora_watcher.journal import Journal, PromptState
 
 # -- configuration ----------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def test_any_bytes_give_prompts_or_a_reason(
 ) -> None:
     path = tmp_path_factory.mktemp("fuzz") / name
     path.write_bytes(data)
-    limits = Limits(max_bytes=200, max_prompt_chars=50)
+    limits = Rules(max_bytes=200, max_prompt_chars=50)
     try:
         prompts = read_prompts(path, limits)
     except InputError as exc:

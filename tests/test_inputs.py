@@ -1,0 +1,147 @@
+"""The input kinds: prompt.txt, JSON jobs, prompts.csv and theme_<user>.json charts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sora_driver.backend import JobOptions
+from sora_watcher.config import ConfigError, resolve
+from sora_watcher.inputs import InputError, Prompt, Rules, read_prompts
+
+DATA = Path(__file__).parent / "data"
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return path
+
+
+# -- JSON jobs ---------------------------------------------------------------------------------
+
+
+def test_json_job_with_options(tmp_path: Path) -> None:
+    job = {"prompts": ["a red fox", "  ", "a blue\nwhale"], "aspect_ratio": "16:9", "variants": 2}
+    job["name"] = "campaign-7"
+    prompts = read_prompts(write(tmp_path, "job.json", json.dumps(job)))
+    options = JobOptions("16:9", 2)
+    assert prompts == [
+        Prompt("a red fox", 1, options, "campaign-7"),
+        Prompt("a blue whale", 3, options, "campaign-7"),
+    ]
+
+
+def test_json_job_single_prompt_defaults(tmp_path: Path) -> None:
+    [prompt] = read_prompts(write(tmp_path, "one.json", '{"prompt": "a lighthouse"}'))
+    assert prompt == Prompt("a lighthouse", 1)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ('{"prompt": "x", "aspect": "1:1"}', "unknown key(s) aspect: allowed are prompt"),
+        ('{"prompt": "x", "aspect_ratio": "4:3"}', "aspect_ratio '4:3' is not one of 1:1, 3:2"),
+        ('{"prompt": "x", "variants": 3}', "variants 3 is not one of 1, 2, 4"),
+        ('{"prompt": "x", "variants": true}', "variants True is not one of"),
+        ('{"prompt": "x", "name": "../etc"}', "name '../etc' is not allowed"),
+        ('{"prompt": "x", "prompts": ["y"]}', 'either "prompt"'),
+        ('{"prompts": "y"}', '"prompts" must be a list'),
+        ('["x"]', "a JSON job is an object"),
+        ('{"prompt": "x",}', "invalid JSON at line 1, column 16"),
+        ('{"prompt": "  "}', "no prompt"),
+    ],
+)
+def test_json_job_errors_say_what_is_allowed(tmp_path: Path, content: str, reason: str) -> None:
+    with pytest.raises(InputError, match=None) as caught:
+        read_prompts(write(tmp_path, "job.json", content))
+    assert reason in str(caught.value)
+
+
+# -- CSV ---------------------------------------------------------------------------------------
+
+
+def test_csv_rows_with_options_and_a_bad_row_failing_alone(tmp_path: Path) -> None:
+    csv = (
+        "prompt,aspect_ratio,variants,name\n"
+        "a red fox,3:2,1,foxes\n"
+        '"a whale, singing",,2,\n'
+        "\n"
+        "a bad row,5:4,1,\n"
+        ",1:1,1,\n"
+        "last one,,,\n"
+    )
+    prompts = read_prompts(write(tmp_path, "prompts.csv", csv))
+    assert prompts[0] == Prompt("a red fox", 2, JobOptions("3:2", 1), "foxes")
+    assert prompts[1] == Prompt("a whale, singing", 3, JobOptions("1:1", 2))
+    assert (
+        prompts[2].error
+        == "row at line 5: aspect_ratio '5:4' is not one of 1:1, 3:2, 2:3, 16:9, 9:16"
+    )
+    assert prompts[3].error == "row at line 6: empty prompt"
+    assert prompts[4] == Prompt("last one", 7)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("text\nhello\n", "header with a 'prompt' column"),
+        ("prompt,colour\nhello,red\n", "unknown column(s) colour"),
+        ("prompt\n", "no prompt"),
+        ("", "header with a 'prompt' column"),
+    ],
+)
+def test_csv_file_errors(tmp_path: Path, content: str, reason: str) -> None:
+    with pytest.raises(InputError) as caught:
+        read_prompts(write(tmp_path, "p.csv", content))
+    assert reason in str(caught.value)
+
+
+def test_a_csv_prompt_over_the_limit_fails_its_row_only(tmp_path: Path) -> None:
+    prompts = read_prompts(
+        write(tmp_path, "p.csv", "prompt\n" + "x" * 30 + "\nshort\n"), Rules(max_prompt_chars=20)
+    )
+    assert prompts[0].error is not None and "30 characters" in prompts[0].error
+    assert prompts[1] == Prompt("short", 3)
+
+
+# -- theme_<user>.json -------------------------------------------------------------------------
+
+
+def test_theme_gives_one_prompt_for_the_users_folder(tmp_path: Path) -> None:
+    path = tmp_path / "theme_alice.json"
+    shutil.copyfile(DATA / "theme_alice.json", path)
+    [prompt] = read_prompts(path)
+    assert prompt.folder == "alice"
+    assert "Cancer sun" in prompt.text and "Taurus moon" in prompt.text
+    assert read_prompts(path) == [prompt], "same chart, same prompt"
+
+
+@pytest.mark.parametrize("user", ["..", "a.b", "a b", "", "x" * 65, "-dash", "été", "$(rm)"])
+def test_unsafe_user_names_are_refused(tmp_path: Path, user: str) -> None:
+    path = write(tmp_path, f"theme_{user}.json", (DATA / "theme_alice.json").read_bytes())
+    with pytest.raises(InputError, match=r"the user name in theme_<user>\.json"):
+        read_prompts(path)
+
+
+def test_theme_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="invalid JSON"):
+        read_prompts(write(tmp_path, "theme_bob.json", "{"))
+    with pytest.raises(InputError, match="no chart data"):
+        read_prompts(write(tmp_path, "theme_bob.json", '{"titre": "nothing else"}'))
+
+
+def test_prompt_template_from_settings(tmp_path: Path) -> None:
+    (tmp_path / "wording.txt").write_text("Sky of $user: $sun_sign and $palette.", "utf-8")
+    settings = resolve({"home": str(tmp_path), "prompt_template": "wording.txt"}, {})
+    path = tmp_path / "theme_alice.json"
+    shutil.copyfile(DATA / "theme_alice.json", path)
+    [prompt] = read_prompts(path, Rules(template=settings.prompt_template))
+    assert prompt.text.startswith("Sky of alice: Cancer and deep navy")
+
+    (tmp_path / "wording.txt").write_text("Sky of $someone", "utf-8")
+    with pytest.raises(ConfigError, match="someone"):
+        resolve({"home": str(tmp_path), "prompt_template": "wording.txt"}, {})

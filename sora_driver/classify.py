@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 from sora_driver.errors import (
-    ChallengeRequired,
+    CloudflareChallenge,
     ContentRejected,
     Overloaded,
     PageError,
+    PhoneVerificationRequired,
     RateLimited,
     SessionExpired,
     SoraError,
@@ -35,11 +36,14 @@ def _error_body(text: str) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def challenge_in(text: str) -> str | None:
-    """The challenge marker found in a page or an answer, if any."""
-    for marker in CHALLENGE_MARKERS + PHONE_MARKERS:
+def blocked_by(text: str, where: str) -> SoraError | None:
+    """A Cloudflare challenge or a phone verification shown in a page or an answer, if any."""
+    for marker in CHALLENGE_MARKERS:
         if marker in text:
-            return marker
+            return CloudflareChallenge(f"{where}: the site answered with {marker!r}")
+    for marker in PHONE_MARKERS:
+        if marker in text:
+            return PhoneVerificationRequired(f"{where}: the site says {marker!r}...")
     return None
 
 
@@ -50,9 +54,11 @@ def api_error(status: int, text: str, where: str) -> SoraError:
     kind = str(error.get("type") or "")
     message = str(error.get("message") or text[:200]).strip()
     detail = f"HTTP {status} on {where}: {message}" + (f" [{code or kind}]" if code or kind else "")
-    marker = challenge_in(text) if not error else None
-    if marker:
-        return ChallengeRequired(f"HTTP {status} on {where}: the site answered {marker!r}")
+    blocked = None if error else blocked_by(text, f"HTTP {status} on {where}")
+    if blocked is not None:
+        return blocked
+    if code == "phone_verification_required":
+        return PhoneVerificationRequired(detail)
     if status == 401 or code in SESSION_CODES:
         return SessionExpired(detail)
     if status == 429 or code == "too_many_concurrent_tasks" or kind in LIMIT_TYPES:
@@ -62,7 +68,7 @@ def api_error(status: int, text: str, where: str) -> SoraError:
         return RateLimited(detail, resume_after=CONCURRENCY_RETRY_SECONDS)
     if status >= 500 or code == "heavy_load":
         return Overloaded(detail)
-    if status == 400 and ("policy" in message.lower() or "moderation" in code):
+    if status == 400 and ("policy" in message.lower() or "moderation" in code or "policy" in code):
         return ContentRejected(detail)
     if 400 <= status < 500:
         return TaskFailed(detail)

@@ -16,7 +16,8 @@ handled differently::
     └── QueueStopError        nothing is wrong with the input: stop taking work until fixed
         ├── SessionMissing    no session.json
         ├── SessionExpired    the site does not accept the saved session any more
-        ├── ChallengeRequired Cloudflare challenge or phone verification
+        ├── CloudflareChallenge       "Just a moment...", "Attention Required"
+        ├── PhoneVerificationRequired "Verify your phone number to continue."
         └── RateLimited       concurrency, daily or credit limit (with a reset delay if given)
 
 Every error carries ``detail``: the site's own words where there are some, so that the log
@@ -102,7 +103,11 @@ class SessionExpired(QueueStopError):
     pass
 
 
-class ChallengeRequired(QueueStopError):
+class CloudflareChallenge(QueueStopError):
+    pass
+
+
+class PhoneVerificationRequired(QueueStopError):
     pass
 
 

@@ -43,6 +43,12 @@ def to_locator(page: Page, candidate: Candidate) -> Locator:
     return page.locator(candidate["css"])
 
 
+def with_value(candidates: list[Candidate], value: str) -> list[Candidate]:
+    """Candidates whose patterns hold ``{value}``, filled in (escaped, it is a regex)."""
+    escaped = re.escape(value)
+    return [{key: text.replace("{value}", escaped) for key, text in c.items()} for c in candidates]
+
+
 def describe(candidates: list[Candidate]) -> str:
     return "; ".join(", ".join(f"{k}={v!r}" for k, v in c.items()) for c in candidates)
 

@@ -25,6 +25,7 @@ from loguru import logger
 from playwright.sync_api import (
     Browser,
     BrowserContext,
+    Locator,
     Page,
     Playwright,
     Response,
@@ -36,11 +37,11 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sora_driver import locate
 from sora_driver.backend import ASPECT_RATIOS, Generation, ImageFile, JobOptions
 from sora_driver.browser import find_browser, launch_args
-from sora_driver.classify import api_error, challenge_in, finished_task_error
+from sora_driver.classify import api_error, blocked_by, finished_task_error
 from sora_driver.errors import (
-    ChallengeRequired,
     ContentRejected,
     DownloadFailed,
+    ElementNotFound,
     GenerationTimeout,
     Interrupted,
     PageError,
@@ -55,6 +56,8 @@ SLICE_SECONDS = 0.5  # longest time between two looks at the stop flag
 QUIET_POLL_SECONDS = 5.0  # with no task news on the page for this long, ask the backend directly
 LOGIN_MARKERS = ("/login", "/auth/", "auth.openai.com")
 MAX_UNREAD_NEWS = 50
+BUTTON_WAIT_MS = 3000  # the composer is there: the rest of the form is, or is not
+CLICK_TIMEOUT_MS = 10000
 CLOCK_SLACK_SECONDS = 30.0  # our clock and the site's may disagree a little
 T = TypeVar("T")
 
@@ -141,6 +144,11 @@ class SoraWebDriver:
         """Launch the browser with the saved session and check the site accepts it."""
         if not self.config.session_file.is_file():
             raise SessionMissing()
+        if self.config.session_file.stat().st_mode & 0o077:
+            logger.warning(
+                "{} can be read by other users of this machine: chmod 600 it",
+                self.config.session_file,
+            )
         executable = find_browser(self.config.browser_path)
         logger.debug("launching {} (headless={})", executable, self.config.headless)
         self._pw = sync_playwright().start()
@@ -186,9 +194,9 @@ class SoraWebDriver:
             text = response.text()
         except PlaywrightError as exc:
             raise PageError(f"GET {url} failed: {_said(exc)}") from None
-        marker = challenge_in(text)
-        if marker:
-            raise ChallengeRequired(f"GET {url}: the site answered with {marker!r}")
+        blocked = blocked_by(text, f"GET {url}")
+        if blocked is not None:
+            raise blocked
         if not response.ok:
             raise api_error(response.status, text, "/api/auth/session")
         try:
@@ -304,10 +312,9 @@ class SoraWebDriver:
             raise SessionExpired(
                 f"the site sent the browser to its login page ({_short(page.url)})"
             )
-        title = page.title()
-        marker = challenge_in(title) or challenge_in(page.content()[:20000])
-        if marker:
-            raise ChallengeRequired(f"the page shows {marker!r} (title {title!r})")
+        blocked = blocked_by(f"{page.title()}\n{page.content()[:20000]}", _short(page.url))
+        if blocked is not None:
+            raise blocked
 
     def _dismiss_popups(self, page: Page) -> None:
         for _ in range(3):
@@ -315,19 +322,18 @@ class SoraWebDriver:
             if close is None:
                 return
             logger.info("dismissing a pop-up over the composer")
-            close.click()
+            close.click(timeout=CLICK_TIMEOUT_MS)
 
     def _submit(self, page: Page, prompt: str, options: JobOptions) -> str:
+        self._check_page_state(page)
         self._dismiss_popups(page)
         timeout_ms = self.config.page_timeout * 1000
         composer = locate.find(page, "composer", self.selectors["composer"], timeout_ms)
+        self._choose_options(page, options)
         composer.fill(prompt)
         self._debug_step(page, "typed")
-        if options != JobOptions():
-            logger.debug("options {} requested: {}", options, ASPECT_RATIOS[options.aspect_ratio])
-        button = locate.find(page, "create button", self.selectors["create_button"], timeout_ms)
         self._submits.clear()
-        button.click()
+        self._press_create(page, composer)
         self._debug_step(page, "clicked")
         response = self._wait_for(
             lambda: self._submits[0] if self._submits else None,
@@ -336,18 +342,60 @@ class SoraWebDriver:
         )
         if not response.ok:
             raise api_error(response.status, response.text(), "POST /backend/video_gen")
+        self._check_options_taken(response, options)
         task_id = str(response.json()["id"])
         logger.debug("submitted as {}", task_id)
         return task_id
+
+    def _press_create(self, page: Page, composer: Locator) -> None:
+        """Click the create button as a user would; with none on the page, Enter submits."""
+        candidates = self.selectors["create_button"]
+        try:
+            button = locate.find(page, "create button", candidates, BUTTON_WAIT_MS)
+        except ElementNotFound:
+            logger.debug("no create button found; pressing Enter in the composer")
+            composer.press("Enter")
+            return
+        try:
+            button.click(timeout=CLICK_TIMEOUT_MS)
+        except PlaywrightTimeout:
+            # Something covers it (a pop-up that came late): clear the way and try once more.
+            self._dismiss_popups(page)
+            button.click(timeout=CLICK_TIMEOUT_MS)
+
+    def _choose_options(self, page: Page, options: JobOptions) -> None:
+        """Aspect ratio and variations through the page's settings menu, when it has one.
+
+        Set every time, since the site remembers the last choice across jobs.
+        """
+        menu_button = locate.visible_now(page, self.selectors["settings_button"])
+        if menu_button is None:
+            if options != JobOptions():
+                logger.warning("the page offers no settings menu; {} not applied", options)
+            return
+        choices = [("aspect_ratio", options.aspect_ratio), ("variants", str(options.variants))]
+        for element, value in choices:
+            menu_button.click(timeout=CLICK_TIMEOUT_MS)
+            candidates = locate.with_value(self.selectors[element], value)
+            item = locate.find(page, f"{element} {value}", candidates, BUTTON_WAIT_MS)
+            item.click(timeout=CLICK_TIMEOUT_MS)
+        self._debug_step(page, "options")
+
+    def _check_options_taken(self, response: Response, options: JobOptions) -> None:
+        sent = response.request.post_data_json or {}
+        wanted = (options.variants, *ASPECT_RATIOS[options.aspect_ratio])
+        taken = (sent.get("n_variants", 1), sent.get("width"), sent.get("height"))
+        if taken[0] != wanted[0] or (taken[1] and (taken[1], taken[2]) != wanted[1:]):
+            logger.warning("the page sent {} for {}, not what was asked", taken, options)
 
     def _no_submit_error(self, page: Page) -> SoraError:
         text = page.inner_text("body")[:5000]
         if "Unable to create" in text:
             line = next(line for line in text.splitlines() if "Unable to create" in line)
             return ContentRejected(f"the page says: {line.strip()}")
-        marker = challenge_in(text)
-        if marker:
-            return ChallengeRequired(f"the page says {marker!r}")
+        blocked = blocked_by(text, "after the click")
+        if blocked is not None:
+            return blocked
         return PageError("the create button was clicked but the page sent no request")
 
     def _wait_until_finished(

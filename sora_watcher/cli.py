@@ -18,6 +18,7 @@ from loguru import logger
 from sora_driver.backend import ImageBackend
 from sora_driver.errors import SESSION_MISSING_MESSAGE, Interrupted, SessionMissing
 from sora_driver.instant import InstantBackend
+from sora_driver.login import login
 from sora_driver.web import DriverConfig, SoraWebDriver
 from sora_watcher import logs
 from sora_watcher.config import ConfigError, Settings, resolve
@@ -79,6 +80,9 @@ def parser() -> argparse.ArgumentParser:
         "generate", parents=[common], help="make the image(s) of one prompt file, then exit"
     )
     generate.add_argument("--prompt-file", dest="prompt_file", default="prompt.txt")
+    commands.add_parser(
+        "login", parents=[common], help="log in by hand in a browser window; save session.json"
+    )
     return top
 
 
@@ -103,6 +107,8 @@ def cli(*args: str) -> int:
     logger.info("sora-watcher {} started; log file {}", options.command or "run", log_file)
     stop = threading.Event()
     install_signal_handlers(stop)
+    if options.command == "login":
+        return login(settings.base_url, settings.session_file, settings.browser_path)
     try:
         daemon = Daemon(settings, lambda: make_backend(settings, stop), stop, once=True)
         if options.command == "generate":

@@ -131,7 +131,7 @@ def resolve(
         timeout=_number(name("timeout"), raw["timeout"], float, 1),
         max_retries=int(_number(name("max_retries"), raw["max_retries"], int, 0)),
         retry_delay=_number(name("retry_delay"), raw["retry_delay"], float, 0),
-        headless=_boolean(name("headless"), raw["headless"]),
+        headless=_headless(flags, environ, raw),
         browser_path=raw["browser_path"] or None,
         selectors=under_home("selectors") if raw["selectors"] else None,
         debug=_boolean(name("debug"), raw["debug"]),
@@ -157,6 +157,16 @@ def _template(name: str, text: str, home: Path) -> str | None:
     except (OSError, UnicodeDecodeError, ChartError) as exc:
         raise ConfigError(f"{name}={text}: {exc}") from None
     return template
+
+
+def _headless(
+    flags: Mapping[str, object | None], environ: Mapping[str, str], raw: Mapping[str, str]
+) -> bool:
+    """Headless unless said otherwise; --debug shows the browser when there is a screen."""
+    explicit = flags.get("headless") is not None or "SORA_HEADLESS" in environ
+    if not explicit and _boolean("SORA_DEBUG", raw["debug"]):
+        return not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"))
+    return _boolean("SORA_HEADLESS", raw["headless"])
 
 
 def _choice(name: str, text: str, allowed: tuple[str, ...]) -> str:

@@ -17,7 +17,7 @@ from PIL import Image
 from sora_driver.backend import Generation, ImageFile, JobOptions
 from sora_driver.classify import api_error, finished_task_error
 from sora_driver.errors import (
-    ChallengeRequired,
+    CloudflareChallenge,
     ContentRejected,
     DownloadFailed,
     GenerationTimeout,
@@ -235,7 +235,7 @@ def test_secrets_are_redacted_from_log_messages() -> None:
         (401, '{"error": {"code": "token_expired", "message": "expired"}}', SessionExpired),
         (429, '{"error": {"code": "too_many_concurrent_tasks", "message": "3"}}', RateLimited),
         (503, '{"error": {"code": "heavy_load", "message": "busy"}}', Overloaded),
-        (403, "<title>Just a moment...</title>", ChallengeRequired),
+        (403, "<title>Just a moment...</title>", CloudflareChallenge),
         (400, '{"error": {"message": "This prompt violates our content policy"}}', ContentRejected),
         (404, '{"error": {"message": "Not found"}}', TaskFailed),
     ],

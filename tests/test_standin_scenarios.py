@@ -539,7 +539,9 @@ def test_unable_to_create_toast(page: Any, standin: StandIn) -> None:
 @pytest.mark.e2e
 def test_no_polling_until_reload(page: Any, standin: StandIn) -> None:
     standin.scenario("no_polling")
-    composer = open_composer(page, standin)
+    # The first poll (session, then list) must be over before listening for more.
+    with page.expect_response(re.compile(r"/list_tasks")):
+        composer = open_composer(page, standin)
     composer.click()
     page.keyboard.type("lost task")
     with page.expect_response(re.compile(r"/backend/video_gen$")):

@@ -28,6 +28,7 @@ from playwright.sync_api import (
     Locator,
     Page,
     Playwright,
+    Request,
     Response,
     sync_playwright,
 )
@@ -58,6 +59,7 @@ LOGIN_MARKERS = ("/login", "/auth/", "auth.openai.com")
 MAX_UNREAD_NEWS = 50
 BUTTON_WAIT_MS = 3000  # the composer is there: the rest of the form is, or is not
 CLICK_TIMEOUT_MS = 10000
+RESEND_GRACE_SECONDS = 2.0
 CLOCK_SLACK_SECONDS = 30.0  # our clock and the site's may disagree a little
 T = TypeVar("T")
 
@@ -79,13 +81,13 @@ def _path(url: str) -> str:
     return urlsplit(url).path.rstrip("/")
 
 
-def _is_submit(response: Response) -> bool:
-    return response.request.method == "POST" and _path(response.url).endswith("/backend/video_gen")
+def _is_submit(request: Request) -> bool:
+    return request.method == "POST" and _path(request.url).endswith("/backend/video_gen")
 
 
-def _is_task_news(response: Response) -> bool:
-    path = _path(response.url)
-    return response.request.method == "GET" and (
+def _is_task_news(request: Request) -> bool:
+    path = _path(request.url)
+    return request.method == "GET" and (
         path.endswith("/backend/v2/list_tasks") or "/backend/video_gen" in path
     )
 
@@ -133,9 +135,12 @@ class SoraWebDriver:
         self._context: BrowserContext | None = None
         self._page: Page | None = None
         self._origin = config.base_url.rstrip("/")
-        self._submits: list[Response] = []
-        self._task_news: list[Response] = []
+        # Requests whose answer arrived in full. Only those: Playwright waits forever for the
+        # body of an answer the page never finished reading.
+        self._submits: list[Request] = []
+        self._task_news: list[Request] = []
         self._submitted_at: dict[str, float] = {}
+        self._clicked_at = 0.0
         self._step = 0
 
     # -- life cycle -------------------------------------------------------------------------
@@ -209,6 +214,15 @@ class SoraWebDriver:
                 "valid; log in again and save a new session.json"
             )
         return body
+
+    def _confirmed(self, error: SoraError) -> SoraError:
+        """A 401 may only mean the page's bearer token went stale: the page derives a new
+        one from the session cookie when it loads. Only a session the site no longer knows
+        stops the queue; a stale token is a transient error, and the page is reloaded."""
+        if isinstance(error, SessionExpired):
+            self._session_answer()  # raises SessionExpired if the session itself is gone
+            return PageError(f"{error.detail}; the session is still valid: reloading the page")
+        return error
 
     def check_session(self) -> None:
         body = self._session_answer()
@@ -285,7 +299,7 @@ class SoraWebDriver:
             return self._page
         assert self._context is not None
         page = self._context.new_page()
-        page.on("response", self._on_response)
+        page.on("requestfinished", self._on_finished)
         self._debug_step(page, "open")
         try:
             page.goto(self.config.base_url, wait_until="domcontentloaded")
@@ -299,12 +313,12 @@ class SoraWebDriver:
         self._debug_step(page, "loaded")
         return page
 
-    def _on_response(self, response: Response) -> None:
-        # Runs on Playwright's dispatcher: only note the response, read it later.
-        if _is_submit(response):
-            self._submits.append(response)
-        elif _is_task_news(response):
-            self._task_news.append(response)
+    def _on_finished(self, request: Request) -> None:
+        # Runs on Playwright's dispatcher: only note the request, read its answer later.
+        if _is_submit(request):
+            self._submits.append(request)
+        elif _is_task_news(request):
+            self._task_news.append(request)
             del self._task_news[:-MAX_UNREAD_NEWS]  # an idle page must not pile them up
 
     def _check_page_state(self, page: Page) -> None:
@@ -333,19 +347,33 @@ class SoraWebDriver:
         composer.fill(prompt)
         self._debug_step(page, "typed")
         self._submits.clear()
+        self._clicked_at = time.monotonic()
         self._press_create(page, composer)
         self._debug_step(page, "clicked")
         response = self._wait_for(
-            lambda: self._submits[0] if self._submits else None,
-            self.config.page_timeout,
-            lambda: self._no_submit_error(page),
+            self._submit_answer, self.config.page_timeout, lambda: self._no_submit_error(page)
         )
         if not response.ok:
-            raise api_error(response.status, response.text(), "POST /backend/video_gen")
+            raise self._confirmed(
+                api_error(response.status, response.text(), "POST /backend/video_gen")
+            )
         self._check_options_taken(response, options)
         task_id = str(response.json()["id"])
         logger.debug("submitted as {}", task_id)
         return task_id
+
+    def _submit_answer(self) -> Response | None:
+        """The answer to the page's POST. On a 401 the page may ask for a new token and send
+        again by itself: its second answer is the one that counts, and a submission of our own
+        on top of it would pay twice. So a 401 is only taken as the answer after a grace time.
+        """
+        answers = [r for request in self._submits if (r := request.response()) is not None]
+        accepted = next((r for r in answers if r.status != 401), None)
+        if accepted is not None:
+            return accepted
+        if answers and time.monotonic() - self._clicked_at > RESEND_GRACE_SECONDS:
+            return answers[-1]
+        return None
 
     def _press_create(self, page: Page, composer: Locator) -> None:
         """Click the create button as a user would; with none on the page, Enter submits."""
@@ -426,9 +454,13 @@ class SoraWebDriver:
         """The newest state of a task in what the page fetched since the last look."""
         newest = None
         while self._task_news:
-            response = self._task_news.pop(0)
+            response = self._task_news.pop(0).response()
+            if response is None:
+                continue
             if response.status in (401, 403):
-                raise api_error(response.status, response.text(), _path(response.url))
+                raise self._confirmed(
+                    api_error(response.status, response.text(), _path(response.url))
+                )
             if not response.ok:
                 continue  # the page retries its polling; a failed poll alone says nothing
             try:
@@ -446,7 +478,7 @@ class SoraWebDriver:
             self._origin + path, headers={"Authorization": f"Bearer {token}"}
         )
         if not response.ok:
-            raise api_error(response.status, response.text(), path.split("?")[0])
+            raise self._confirmed(api_error(response.status, response.text(), path.split("?")[0]))
         return response.json()
 
     def _fetch_task(self, task_id: str) -> dict[str, Any]:
@@ -490,7 +522,7 @@ class SoraWebDriver:
         self._check_stop()
         assert self._page is not None
         with contextlib.suppress(PlaywrightTimeout):
-            self._page.wait_for_event("response", timeout=seconds * 1000)
+            self._page.wait_for_event("requestfinished", timeout=seconds * 1000)
         self._check_stop()
 
     def _wait_for(

@@ -37,6 +37,7 @@ def make_backend(settings: Settings, stop: threading.Event) -> ImageBackend:
             base_url=settings.base_url,
             session_file=settings.session_file,
             timeout=settings.timeout,
+            page_timeout=settings.page_timeout,
             headless=settings.headless,
             browser_path=settings.browser_path,
             selectors_file=settings.selectors,

@@ -27,8 +27,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "session_file": ("SORA_SESSION_FILE", "session.json"),
     "base_url": ("SORA_BASE_URL", "https://sora.com"),
     "timeout": ("SORA_TIMEOUT", "60"),
+    "page_timeout": ("SORA_PAGE_TIMEOUT", "30"),
     "max_retries": ("SORA_MAX_RETRIES", "3"),
     "retry_delay": ("SORA_RETRY_DELAY", "10"),
+    "pause_seconds": ("SORA_PAUSE_SECONDS", "300"),
     "headless": ("SORA_HEADLESS", "true"),
     "browser_path": ("SORA_BROWSER_PATH", ""),
     "selectors": ("SORA_SELECTORS", ""),
@@ -62,8 +64,10 @@ class Settings:
     session_file: Path
     base_url: str
     timeout: float
+    page_timeout: float  # a page load, an element, a download
     max_retries: int
     retry_delay: float
+    pause_seconds: float  # a paused queue's wait when the site does not say how long
     headless: bool
     browser_path: str | None
     selectors: Path | None
@@ -129,8 +133,10 @@ def resolve(
         session_file=under_home("session_file"),
         base_url=raw["base_url"].rstrip("/"),
         timeout=_number(name("timeout"), raw["timeout"], float, 1),
+        page_timeout=_number(name("page_timeout"), raw["page_timeout"], float, 1),
         max_retries=int(_number(name("max_retries"), raw["max_retries"], int, 0)),
         retry_delay=_number(name("retry_delay"), raw["retry_delay"], float, 0),
+        pause_seconds=_number(name("pause_seconds"), raw["pause_seconds"], float, 0),
         headless=_headless(flags, environ, raw),
         browser_path=raw["browser_path"] or None,
         selectors=under_home("selectors") if raw["selectors"] else None,

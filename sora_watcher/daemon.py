@@ -48,7 +48,6 @@ from sora_watcher.watch import Intake
 BackendFactory = Callable[[], ImageBackend]
 QUEUE_POLL_SECONDS = 0.5  # how often an idle worker looks at the stop flag
 SESSION_CHECK_SECONDS = 2.0  # how often a paused queue looks for a new session.json
-DEFAULT_PAUSE_SECONDS = 300.0  # a stop-the-queue error that does not say for how long
 
 
 @dataclass(frozen=True)
@@ -401,7 +400,9 @@ class Daemon:
             )
             self.wait_for_new_session()
         else:
-            delay = error.resume_after if error.resume_after is not None else DEFAULT_PAUSE_SECONDS
+            delay = (
+                self.settings.pause_seconds if error.resume_after is None else error.resume_after
+            )
             logger.warning("resuming in {:.0f}s", delay)
             self.wait(delay)
         logger.info("queue resumed")

@@ -35,6 +35,9 @@ from watchdog.observers.polling import PollingObserver
 from sora_watcher.folders import is_ignored
 
 TICK_SECONDS = 0.2  # how often quiet candidates are looked at
+POLL_SECONDS = 1.0  # the polling observer's interval
+PROBE = f".sora-watcher-probe-{os.getpid()}"  # a hidden name: never taken for an input
+PROBE_WAIT_SECONDS = 10.0
 
 
 def _path(raw: str | bytes) -> Path:
@@ -124,10 +127,10 @@ class Intake:
     # -- running ----------------------------------------------------------------------------
 
     def start(self, watch: bool) -> None:
-        """Scan the inbox now; with ``watch``, keep watching it until ``stop``."""
-        self.scan()
+        """With ``watch``, watch the inbox until ``stop``; then scan what is already there."""
         if watch:
             self._observer = self._start_observer()
+        self.scan()
         self._thread = threading.Thread(
             target=self._loop, args=(watch,), name="intake", daemon=True
         )
@@ -141,10 +144,25 @@ class Intake:
             self._thread.join(timeout=5)
 
     def _start_observer(self) -> BaseObserver:
-        observer = PollingObserver(timeout=1) if self.polling else Observer()
-        observer.schedule(_Handler(self), str(self.inbox), recursive=False)
+        """Start an observer and return once it sees events.
+
+        watchdog sets its inotify watch up on its own thread after ``start()``; a file
+        dropped in between would only be found by the next rescan. So we drop a probe file
+        and wait for its event.
+        """
+        handler = _Handler(self)
+        observer = PollingObserver(timeout=POLL_SECONDS) if self.polling else Observer()
+        observer.schedule(handler, str(self.inbox), recursive=False)
         observer.daemon = True  # never keep the process alive on its own
         observer.start()
+        probe = self.inbox / PROBE
+        for _ in range(int(PROBE_WAIT_SECONDS / POLL_SECONDS)):
+            probe.write_bytes(b"")
+            if handler.probed.wait(POLL_SECONDS * 1.5):
+                break
+        else:
+            logger.warning("the inbox observer shows no event yet; the rescan covers it")
+        probe.unlink(missing_ok=True)
         return observer
 
     def _loop(self, watch: bool) -> None:
@@ -170,6 +188,13 @@ class Intake:
 class _Handler(FileSystemEventHandler):
     def __init__(self, intake: Intake) -> None:
         self.intake = intake
+        self.probed = threading.Event()
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        if _path(event.src_path).name == PROBE:
+            self.probed.set()
+            return
+        super().dispatch(event)
 
     def _complete(self, raw: str | bytes) -> None:
         path = _path(raw)

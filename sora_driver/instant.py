@@ -1,6 +1,8 @@
 """A backend that makes a small image at once, for tests and benchmarks of the daemon itself.
 
-Selected with ``SORA_BACKEND=instant``; it never touches a browser or the network.
+Selected with ``SORA_BACKEND=instant``; it never touches a browser or the network. A prompt
+holding ``[instant:hang]`` never comes back, like a browser call that hangs: the tests of the
+systemd watchdog need a worker stuck on purpose.
 """
 
 from __future__ import annotations
@@ -8,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
+import threading
 
 from PIL import Image
 
 from sora_driver.backend import Generation, ImageFile, JobOptions
 
 SIZE = (64, 64)
+HANG = "[instant:hang]"
 
 
 class InstantBackend:
@@ -28,6 +32,8 @@ class InstantBackend:
 
     def collect(self, task_id: str, options: JobOptions) -> Generation:
         prompt = self._prompts.pop(task_id, task_id)
+        if HANG in prompt:
+            threading.Event().wait()
         colour = tuple(hashlib.sha256(prompt.encode()).digest()[:3])
         images = []
         for _ in range(options.variants):

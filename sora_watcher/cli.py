@@ -25,6 +25,7 @@ from sora_watcher.config import ConfigError, Settings, resolve
 from sora_watcher.daemon import Daemon
 from sora_watcher.folders import FolderLocked
 from sora_watcher.inputs import InputError, read_prompts
+from sora_watcher.status import status
 
 EXIT_OK, EXIT_FAILED, EXIT_SESSION, EXIT_LOCKED, EXIT_USAGE = 0, 1, 2, 3, 64
 
@@ -84,6 +85,12 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "login", parents=[common], help="log in by hand in a browser window; save session.json"
     )
+    status_command = commands.add_parser(
+        "status", parents=[common], help="folders, queue state, session; non-zero if unhealthy"
+    )
+    status_command.add_argument(
+        "--offline", action="store_true", help="do not ask the site whether the session holds"
+    )
     return top
 
 
@@ -104,7 +111,15 @@ def cli(*args: str) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    log_file = logs.setup(settings.logs, settings.debug)
+    if options.command == "status":
+        return status(settings, options.offline)
+    try:
+        log_file = logs.setup(
+            settings.logs, settings.debug, settings.log_rotation, settings.log_retention
+        )
+    except ValueError as exc:  # loguru's words for a rotation or retention it cannot read
+        print(f"configuration error: SORA_LOG_ROTATION/SORA_LOG_RETENTION: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     logger.info("sora-watcher {} started; log file {}", options.command or "run", log_file)
     stop = threading.Event()
     install_signal_handlers(stop)

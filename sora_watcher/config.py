@@ -43,6 +43,11 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "max_prompt_chars": ("SORA_MAX_PROMPT_CHARS", "4000"),
     "backend": ("SORA_BACKEND", "web"),
     "prompt_template": ("SORA_PROMPT_TEMPLATE", ""),
+    "on_success": ("SORA_ON_SUCCESS", ""),
+    "on_failure": ("SORA_ON_FAILURE", ""),
+    "hook_timeout": ("SORA_HOOK_TIMEOUT", "60"),
+    "log_rotation": ("SORA_LOG_ROTATION", "50 MB"),
+    "log_retention": ("SORA_LOG_RETENTION", "30 days"),
 }
 BACKENDS = ("web", "instant")
 
@@ -80,6 +85,11 @@ class Settings:
     max_prompt_chars: int
     backend: str
     prompt_template: str | None  # the template's text, checked
+    on_success: str
+    on_failure: str
+    hook_timeout: float
+    log_rotation: str  # loguru's words: "50 MB", "00:00", "1 week"
+    log_retention: str  # "30 days", "1 week", or a number of files
 
 
 def _boolean(name: str, text: str) -> bool:
@@ -149,6 +159,11 @@ def resolve(
         max_prompt_chars=int(_number(name("max_prompt_chars"), raw["max_prompt_chars"], int, 1)),
         backend=_choice(name("backend"), raw["backend"], BACKENDS),
         prompt_template=_template(name("prompt_template"), raw["prompt_template"], home),
+        on_success=raw["on_success"],
+        on_failure=raw["on_failure"],
+        hook_timeout=_number(name("hook_timeout"), raw["hook_timeout"], float, 0.1),
+        log_rotation=raw["log_rotation"],
+        log_retention=raw["log_retention"],
     )
 
 

@@ -41,8 +41,10 @@ from sora_watcher.folders import (
     stage_image,
     write_atomically,
 )
+from sora_watcher.hooks import Hook
 from sora_watcher.inputs import InputError, Prompt, Rules, read_prompts, theme_user
 from sora_watcher.journal import SUFFIX, Entry, Journal, PromptState, Staged
+from sora_watcher.service import STATUS_FILE, Board, Heartbeat, notify
 from sora_watcher.watch import Intake
 
 BackendFactory = Callable[[], ImageBackend]
@@ -92,6 +94,11 @@ class Daemon:
         )
         self.backend: ImageBackend | None = None
         self.unfinished = 0  # inputs that did not end in processed/ (for `once`)
+        self.board = Board(self.folders.processing / STATUS_FILE)
+        # A generation may legitimately keep the worker busy this long between two steps.
+        self.heartbeat = Heartbeat(settings.timeout + 3 * settings.page_timeout)
+        self.on_success = Hook(settings.on_success, settings.hook_timeout)
+        self.on_failure = Hook(settings.on_failure, settings.hook_timeout)
 
     # -- main loop ----------------------------------------------------------------------------
 
@@ -107,16 +114,24 @@ class Daemon:
                 self.intake.offer(path)
             self.intake.start(watch=not self.once)
             logger.info("watching {}", self.folders.inbox)
+            notify("READY=1")
+            self.board.set("idle")
+            self.heartbeat.start()
             while not self.stop.is_set():
+                self.heartbeat.progress()
                 ready = self.intake.get(timeout=QUEUE_POLL_SECONDS)
                 if ready is not None:
                     with contextlib.suppress(Interrupted):
                         self.handle(ready)
+                        self.board.set("idle")
                 elif self.once and self.intake.idle():
                     break
         finally:
+            notify("STOPPING=1")
+            self.heartbeat.stop()
             self.intake.stop()
             self.close_backend()
+            self.board.set("stopped")
             os.close(lock)
             logger.info("stopped")
 
@@ -175,7 +190,8 @@ class Daemon:
             for entry in journal.entries:
                 if entry.error is not None:
                     logs.failure(entry.text, entry.error["class"], entry.error["detail"])
-        for entry in journal.entries:
+        for number, entry in enumerate(journal.entries, start=1):
+            self.board.set("generating", f"{number}/{len(journal.entries)} of {claimed.name}")
             self.advance(journal, entry)
         self.finish(claimed, journal)
 
@@ -259,7 +275,7 @@ class Daemon:
                 continue  # handle() says so when it gets to this input
             referenced |= {staged.file for entry in journal.entries for staged in entry.staged}
         for leftover in self.folders.processing.glob(".*"):
-            if leftover.name != ".lock" and leftover.name not in referenced:
+            if leftover.name not in {".lock", STATUS_FILE, *referenced}:
                 leftover.unlink(missing_ok=True)
 
     # -- one prompt, one step at a time -------------------------------------------------------
@@ -295,6 +311,10 @@ class Daemon:
         entry.error = {"class": error.name, "detail": error.detail}
         journal.save()
         logs.failure(entry.text, error.name, error.detail)
+        self.board.failed(entry.text, f"{error.name}: {error.detail}")
+        self.on_failure.run(
+            "", str(journal.path.with_name(journal.input_name)), entry.text, error=error.name
+        )
 
     def step(self, journal: Journal, entry: Entry) -> None:
         """Move a prompt one state further; the journal is saved before each effect."""
@@ -377,17 +397,26 @@ class Daemon:
                 remember,
             )
             entry.images.append(path.name)
-            logs.success(entry.text, relative(path, self.settings.home), finished - started)
+            shown = relative(path, self.settings.home)
+            logs.success(entry.text, shown, finished - started)
+            self.board.succeeded(entry.text, shown)
+            source = str(journal.path.with_name(journal.input_name))
+            self.on_success.run(str(path), source, entry.text, task_id=entry.task_id or "")
 
     # -- pauses -------------------------------------------------------------------------------
 
     def wait(self, seconds: float) -> None:
-        if self.stop.wait(seconds):
-            raise Interrupted()
+        """Wait, alive: the heartbeat goes on, a stop request ends the wait at once."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            self.heartbeat.progress()
+            if self.stop.wait(min(remaining, 1.0)):
+                raise Interrupted()
 
     def pause(self, error: QueueStopError) -> None:
         """Stop taking work until the cause is gone; no input is blamed for it."""
         logger.error("queue paused: {} ({})", error.name, error.detail)
+        self.board.set("paused", f"{error.name}: {error.detail}")
         self.close_backend()
         if self.once:  # nobody will fix it while `once` waits: stop, the input stays claimed
             self.unfinished += 1

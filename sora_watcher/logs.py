@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
-from datetime import datetime
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,23 +57,32 @@ def _format(record: Record) -> str:
     return TIME + " {level: <7} {message}\n{exception}"
 
 
-def setup(logs_dir: Path, debug: bool) -> Path:
-    """Send logs to stdout and to a new file named after the start time; return its path."""
+def setup(logs_dir: Path, debug: bool, rotation: str = "50 MB", retention: str = "30 days") -> Path:
+    """Send logs to stdout and to a new file named after the start time; return its path.
+
+    The file rotates (``rotation``: a size, a time of day or a period) and files of any run
+    older than ``retention`` are removed: loguru's retention matches every file of the name
+    pattern, across runs.
+    """
     logs_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
-    path = logs_dir / f"sora-watcher_{stamp}.log"
-    counter = 1
-    while path.exists():  # two runs in one second must not share a file
-        counter += 1
-        path = logs_dir / f"sora-watcher_{stamp}_{counter}.log"
     level = "DEBUG" if debug else "INFO"
     logger.remove()
     logger.configure(patcher=_redact_record)
     # diagnose=False: loguru would otherwise print local variables (cookies among them)
     # in tracebacks.
     logger.add(sys.stdout, level=level, format=_format, colorize=False, diagnose=False)
-    logger.add(path, level=level, format=_format, encoding="utf-8", diagnose=False)
-    return path
+    started = time.time()
+    logger.add(
+        logs_dir / "sora-watcher_{time:YYYYMMDD_HHmmss_SSSSSS}.log",
+        level=level,
+        format=_format,
+        encoding="utf-8",
+        diagnose=False,
+        rotation=rotation,
+        retention=int(retention) if retention.isdigit() else retention,  # a number of files
+    )
+    runs = [p for p in logs_dir.glob("sora-watcher_*.log") if p.stat().st_mtime >= started - 1]
+    return max(runs, key=lambda p: p.name)
 
 
 def success(prompt: str, image: str, seconds: float) -> None:

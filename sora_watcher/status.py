@@ -1,0 +1,128 @@
+"""``sora-watcher status``: what the daemon is doing, in a form a person or a health check reads.
+
+Exit status 0 when all is well; 1 when a queue is paused or the session is missing or refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sora_watcher.config import Settings
+from sora_watcher.folders import is_ignored
+from sora_watcher.service import STATUS_FILE, Board
+
+
+def count_inputs(folder: Path) -> int:
+    if not folder.is_dir():
+        return 0
+    return sum(1 for entry in folder.iterdir() if not is_ignored(entry.name))
+
+
+def lock_is_held(lock: Path) -> bool:
+    """Whether a living daemon holds this worker's lock (the kernel drops it when one dies)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing also releases a lock we just took
+    return False
+
+
+def when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def session_accepted(settings: Settings) -> tuple[bool, str]:
+    """Ask the site's own session endpoint, with the saved cookies but without a browser."""
+    from playwright.sync_api import Error, sync_playwright
+
+    url = settings.base_url + "/api/auth/session"
+    try:
+        with sync_playwright() as pw:
+            context = pw.request.new_context(storage_state=str(settings.session_file))
+            response = context.get(url, timeout=settings.page_timeout * 1000)
+            text = response.text()
+            context.dispose()
+    except Error as exc:
+        return False, f"could not ask {url}: {exc.message.splitlines()[0]}"
+    with contextlib.suppress(ValueError):
+        body = json.loads(text)
+        if isinstance(body, dict) and body.get("user"):
+            return True, f"accepted by {settings.base_url} (expires {body.get('expires', '?')})"
+    return False, f"refused by {settings.base_url} (answer {text.strip()[:30]!r}): log in again"
+
+
+def report(settings: Settings, offline: bool) -> tuple[list[str], bool]:
+    """The lines to print, and whether everything is fine."""
+    healthy = True
+    lines = ["folders:"]
+    workers = sorted(p for p in settings.processing.glob("*") if p.is_dir())
+    for name, folder in (
+        ("inbox", settings.inbox),
+        ("processed", settings.processed),
+        ("failed", settings.failed),
+    ):
+        lines.append(f"  {name:<11} {count_inputs(folder)}")
+    lines.append(f"  {'processing':<11} {sum(count_inputs(w) for w in workers)}")
+    images = sum(1 for _ in settings.images.rglob("*.png")) if settings.images.is_dir() else 0
+    lines.append(f"  {'images':<11} {images}")
+
+    boards = [(w.name, Board.load(w / STATUS_FILE), lock_is_held(w / ".lock")) for w in workers]
+    running = [(name, board) for name, board, held in boards if held and board is not None]
+    if not running:
+        lines.append("daemon: not running")
+    for name, board in running:
+        since = f"since {when(board.since)}"
+        detail = f" ({board.detail})" if board.detail else ""
+        lines.append(f"daemon {name} (pid {board.pid}): {board.state}{detail}, {since}")
+        if board.state == "paused":
+            healthy = False
+    known = [board for _, board, _ in boards if board is not None]
+    lines += last_outcome("last success", [b.last_success for b in known], "image")
+    lines += last_outcome("last failure", [b.last_failure for b in known], "error")
+
+    session = settings.session_file
+    if not session.is_file():
+        lines.append(f"session: {session} is missing: run `sora-watcher login`")
+        return lines, False
+    stat = session.stat()
+    private = "" if stat.st_mode & 0o077 == 0 else " (readable by others: chmod 600 it)"
+    lines.append(f"session: {session}, saved {age(time.time() - stat.st_mtime)} ago{private}")
+    if not offline:
+        accepted, words = session_accepted(settings)
+        lines.append(f"  {words}")
+        healthy = healthy and accepted
+    return lines, healthy
+
+
+def last_outcome(title: str, outcomes: list[dict[str, Any] | None], key: str) -> list[str]:
+    known = [o for o in outcomes if o]
+    if not known:
+        return [f"{title}: none yet"]
+    newest = max(known, key=lambda o: float(o["time"]))
+    return [f'{title}: {when(newest["time"])} "{newest["prompt"]}" -> {newest[key]}']
+
+
+def status(settings: Settings, offline: bool) -> int:
+    lines, healthy = report(settings, offline)
+    print("\n".join(lines))
+    return 0 if healthy else 1

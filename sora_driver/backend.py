@@ -52,6 +52,11 @@ class ImageBackend(Protocol):
         """Start a generation; return its task id."""
         ...
 
+    def finished(self, task_ids: list[str], wait: float) -> list[str]:
+        """Those of the tasks that need no more waiting (done, failed, or past their deadline);
+        waits up to ``wait`` seconds for one. Lets one thread follow several tasks at once."""
+        ...
+
     def collect(self, task_id: str, options: JobOptions) -> Generation:
         """Wait for a task to finish and download its full-size images."""
         ...

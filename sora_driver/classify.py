@@ -7,6 +7,7 @@ from typing import Any
 
 from sora_driver.errors import (
     CloudflareChallenge,
+    ConcurrencyLimited,
     ContentRejected,
     Overloaded,
     PageError,
@@ -61,7 +62,9 @@ def api_error(status: int, text: str, where: str) -> SoraError:
         return PhoneVerificationRequired(detail)
     if status == 401 or code in SESSION_CODES:
         return SessionExpired(detail)
-    if status == 429 or code == "too_many_concurrent_tasks" or kind in LIMIT_TYPES:
+    if code == "too_many_concurrent_tasks":
+        return ConcurrencyLimited(detail)
+    if status == 429 or kind in LIMIT_TYPES:
         resets = error.get("access_resets_in_seconds")
         if isinstance(resets, (int, float)):
             return RateLimited(detail, resume_after=float(resets))

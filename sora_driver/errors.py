@@ -18,7 +18,8 @@ handled differently::
         ├── SessionExpired    the site does not accept the saved session any more
         ├── CloudflareChallenge       "Just a moment...", "Attention Required"
         ├── PhoneVerificationRequired "Verify your phone number to continue."
-        └── RateLimited       concurrency, daily or credit limit (with a reset delay if given)
+        └── RateLimited       daily or credit limit (with a reset delay if given)
+            └── ConcurrencyLimited  too many tasks at once: fewer in flight, not a pause
 
 Every error carries ``detail``: the site's own words where there are some, so that the log
 says what really happened instead of one vague message.
@@ -113,6 +114,12 @@ class PhoneVerificationRequired(QueueStopError):
 
 class RateLimited(QueueStopError):
     resume_after: float | None = 60.0
+
+
+class ConcurrencyLimited(RateLimited):
+    """ "You already have 3 generations in progress": wait for one of ours to finish."""
+
+    resume_after: float | None = 15.0
 
 
 class Interrupted(Exception):

@@ -15,7 +15,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -75,10 +75,20 @@ class DriverConfig:
     selectors_file: Path | None = None
     debug: bool = False
     artifacts_dir: Path = Path("debug_screenshots")
+    recycle_after: int = 50  # jobs per browser context; 0: never
 
 
 def _path(url: str) -> str:
     return urlsplit(url).path.rstrip("/")
+
+
+@dataclass
+class Followed:
+    """A task we wait for: its deadline and the newest state we have seen of it."""
+
+    deadline: float  # time.monotonic() after which it counts as timed out
+    news_at: float  # when we last heard of it
+    task: dict[str, Any] = field(default_factory=dict)
 
 
 def _is_submit(request: Request) -> bool:
@@ -140,6 +150,8 @@ class SoraWebDriver:
         self._submits: list[Request] = []
         self._task_news: list[Request] = []
         self._submitted_at: dict[str, float] = {}
+        self._following: dict[str, Followed] = {}
+        self._jobs_in_context = 0
         self._clicked_at = 0.0
         self._step = 0
 
@@ -182,6 +194,17 @@ class SoraWebDriver:
         )
         self._context.set_default_timeout(self.config.page_timeout * 1000)
         self._page = None
+
+    def _recycle_if_due(self) -> None:
+        """A fresh context every ``recycle_after`` jobs keeps memory flat over weeks."""
+        due = self.config.recycle_after and self._jobs_in_context >= self.config.recycle_after
+        if due and not self._following and not self._submitted_at:
+            logger.info("recycling the browser context after {} jobs", self._jobs_in_context)
+            self._page_needs_reload()
+            assert self._context is not None
+            self._context.close()
+            self._new_context()
+            self._jobs_in_context = 0
 
     def _ensure_browser(self) -> None:
         if self._browser is None or not self._browser.is_connected():
@@ -233,33 +256,38 @@ class SoraWebDriver:
     def submit(self, prompt: str, options: JobOptions) -> str:
         def through_the_page() -> str:
             self._ensure_browser()
+            self._recycle_if_due()
             task_id = self._submit(self._composer_page(), prompt, options)
             self._submitted_at[task_id] = time.time()
             return task_id
 
         return self._guarded(prompt, through_the_page)
 
+    def finished(self, task_ids: list[str], wait: float) -> list[str]:
+        return self._guarded("tasks", lambda: self._finished(task_ids, wait))
+
     def collect(self, task_id: str, options: JobOptions) -> Generation:
         def wait_and_download() -> Generation:
-            self._ensure_browser()
-            self._composer_page()  # its own polling tells us when the task is done
             started = time.time()
-            submitted_at = self._submitted_at.pop(task_id, None)
-            # A task submitted before a restart: ask for it at once rather than wait for news.
-            known = {} if submitted_at else self._fetch_task(task_id)
-            task = self._wait_until_finished(task_id, submitted_at or started, known)
+            while not self._finished([task_id], SLICE_SECONDS):
+                pass  # _finished returns the task once it is done or past its deadline
+            followed = self._following.pop(task_id)
+            task = followed.task
+            if task.get("status") not in FINISHED:
+                raise GenerationTimeout(
+                    f"task {task_id} still {task.get('status') or 'unseen'} "
+                    f"after {self.config.timeout:g}s"
+                )
             finished_error = finished_task_error(task)
             if finished_error is not None:
                 raise finished_error
             waited = time.time()
             images = [self._download(g) for g in task["generations"][: options.variants]]
+            self._jobs_in_context += 1
             return Generation(
                 task_id,
                 images,
-                {
-                    "wait": round(waited - started, 3),
-                    "download": round(time.time() - waited, 3),
-                },
+                {"wait": round(waited - started, 3), "download": round(time.time() - waited, 3)},
             )
 
         return self._guarded(task_id, wait_and_download)
@@ -426,33 +454,40 @@ class SoraWebDriver:
             return blocked
         return PageError("the create button was clicked but the page sent no request")
 
-    def _wait_until_finished(
-        self, task_id: str, submitted_at: float, task: dict[str, Any]
-    ) -> dict[str, Any]:
-        deadline = submitted_at + self.config.timeout
-        last_news = time.monotonic()
-        status = ""
-        while True:
-            news = self._task_news_about(task_id)
-            if news is not None:
-                task, last_news = news, time.monotonic()
-            elif time.monotonic() - last_news > QUIET_POLL_SECONDS:
-                task, last_news = self._fetch_task(task_id), time.monotonic()
-            if task.get("status") != status:
-                status = str(task.get("status"))
-                logger.debug("{}: {} ({})", task_id, status, task.get("progress_pct"))
-            if status in FINISHED:
-                return task
-            remaining = deadline - time.time()
-            if remaining <= 0:
-                raise GenerationTimeout(
-                    f"task {task_id} still {status or 'unseen'} after {self.config.timeout:g}s"
-                )
-            self._wait_for_network(min(SLICE_SECONDS, remaining))
+    def _finished(self, task_ids: list[str], wait: float) -> list[str]:
+        """Which of these tasks need no more waiting: finished, or past their deadline.
 
-    def _task_news_about(self, task_id: str) -> dict[str, Any] | None:
-        """The newest state of a task in what the page fetched since the last look."""
-        newest = None
+        Waits up to ``wait`` seconds for one, on the page's own polling of the task list;
+        a task the page has said nothing about for a while is asked for directly.
+        """
+        self._ensure_browser()
+        self._composer_page()  # its own polling tells us when tasks are done
+        now = time.monotonic()
+        for task_id in task_ids:
+            if task_id not in self._following:
+                submitted = self._submitted_at.pop(task_id, None)
+                started = now - (time.time() - submitted) if submitted else now
+                followed = Followed(started + self.config.timeout, now)
+                self._following[task_id] = followed
+                if submitted is None:  # submitted before a restart: ask for it at once
+                    followed.task = self._fetch_task(task_id)
+        until = now + wait
+        while True:
+            self._read_task_news()
+            now = time.monotonic()
+            done = []
+            for task_id in task_ids:
+                followed = self._following[task_id]
+                if now - followed.news_at > QUIET_POLL_SECONDS:
+                    followed.task, followed.news_at = self._fetch_task(task_id), now
+                if followed.task.get("status") in FINISHED or now >= followed.deadline:
+                    done.append(task_id)
+            if done or now >= until:
+                return done
+            self._wait_for_network(min(SLICE_SECONDS, until - now))
+
+    def _read_task_news(self) -> None:
+        """Take the newest state of the tasks we follow from what the page fetched."""
         while self._task_news:
             response = self._task_news.pop(0).response()
             if response is None:
@@ -467,8 +502,14 @@ class SoraWebDriver:
                 body = response.json()
             except (PlaywrightError, ValueError):
                 continue
-            newest = next((t for t in _tasks_in(body) if t.get("id") == task_id), newest)
-        return newest
+            for task in _tasks_in(body):
+                followed = self._following.get(str(task.get("id")))
+                if followed is not None:
+                    if task.get("status") != followed.task.get("status"):
+                        logger.debug(
+                            "{}: {} ({})", task["id"], task["status"], task.get("progress_pct")
+                        )
+                    followed.task, followed.news_at = task, time.monotonic()
 
     def _api_get(self, path: str) -> Any:
         """A ``/backend`` call made the way the page makes it, with the session's bearer token."""
@@ -544,6 +585,7 @@ class SoraWebDriver:
         self._page = None
         self._submits.clear()
         self._task_news.clear()
+        self._following.clear()  # their deadlines start again with the next page
 
     def _artifact_base(self, label: str) -> Path:
         stamp = time.strftime("%Y%m%d_%H%M%S")

@@ -44,6 +44,7 @@ def make_backend(settings: Settings, stop: threading.Event) -> ImageBackend:
             selectors_file=settings.selectors,
             debug=settings.debug,
             artifacts_dir=settings.debug_dir,
+            recycle_after=settings.recycle_after,
         ),
         stop,
     )

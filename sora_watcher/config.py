@@ -46,10 +46,13 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "on_success": ("SORA_ON_SUCCESS", ""),
     "on_failure": ("SORA_ON_FAILURE", ""),
     "hook_timeout": ("SORA_HOOK_TIMEOUT", "60"),
+    "concurrency": ("SORA_CONCURRENCY", "1"),
+    "recycle_after": ("SORA_RECYCLE_AFTER", "50"),
     "log_rotation": ("SORA_LOG_ROTATION", "50 MB"),
     "log_retention": ("SORA_LOG_RETENTION", "30 days"),
 }
 BACKENDS = ("web", "instant")
+MAX_CONCURRENCY = 3
 
 
 class ConfigError(ValueError):
@@ -88,6 +91,8 @@ class Settings:
     on_success: str
     on_failure: str
     hook_timeout: float
+    concurrency: int  # generations in flight at once
+    recycle_after: int  # jobs per browser context; 0: never
     log_rotation: str  # loguru's words: "50 MB", "00:00", "1 week"
     log_retention: str  # "30 days", "1 week", or a number of files
 
@@ -162,6 +167,8 @@ def resolve(
         on_success=raw["on_success"],
         on_failure=raw["on_failure"],
         hook_timeout=_number(name("hook_timeout"), raw["hook_timeout"], float, 0.1),
+        concurrency=_concurrency(name("concurrency"), raw["concurrency"]),
+        recycle_after=int(_number(name("recycle_after"), raw["recycle_after"], int, 0)),
         log_rotation=raw["log_rotation"],
         log_retention=raw["log_retention"],
     )
@@ -188,6 +195,15 @@ def _headless(
     if not explicit and _boolean("SORA_DEBUG", raw["debug"]):
         return not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"))
     return _boolean("SORA_HEADLESS", raw["headless"])
+
+
+def _concurrency(name: str, text: str) -> int:
+    value = int(_number(name, text, int, 1))
+    if value > MAX_CONCURRENCY:
+        raise ConfigError(
+            f"{name}={text}: Sora runs about {MAX_CONCURRENCY} generations at once per account"
+        )
+    return value
 
 
 def _choice(name: str, text: str, allowed: tuple[str, ...]) -> str:

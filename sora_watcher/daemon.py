@@ -14,15 +14,17 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from loguru import logger
 
 from sora_driver.backend import Generation, ImageBackend
 from sora_driver.errors import (
+    ConcurrencyLimited,
     Interrupted,
     PermanentError,
     QueueStopError,
@@ -99,6 +101,12 @@ class Daemon:
         self.heartbeat = Heartbeat(settings.timeout + 3 * settings.page_timeout)
         self.on_success = Hook(settings.on_success, settings.hook_timeout)
         self.on_failure = Hook(settings.on_failure, settings.hook_timeout)
+        self.active: list[Journal] = []  # inputs in progress, in the order they came
+        self.in_flight: list[tuple[Journal, Entry]] = []  # submitted, not collected yet
+        self.concurrency = settings.concurrency  # lowered for a while by the site's limit
+        self.retry_at: dict[int, float] = {}  # id(entry) -> when it may be tried again
+        self.moves_inputs = True  # False for `generate`, which leaves its prompt file be
+        self.session_used: tuple[int, int] | None = None  # session.json the browser opened
 
     # -- main loop ----------------------------------------------------------------------------
 
@@ -119,13 +127,18 @@ class Daemon:
             self.heartbeat.start()
             while not self.stop.is_set():
                 self.heartbeat.progress()
-                ready = self.intake.get(timeout=QUEUE_POLL_SECONDS)
-                if ready is not None:
-                    with contextlib.suppress(Interrupted):
-                        self.handle(ready)
-                        self.board.set("idle")
-                elif self.once and self.intake.idle():
-                    break
+                with contextlib.suppress(Interrupted):
+                    if self.wants_input():
+                        ready = self.intake.get(0.0 if self.active else QUEUE_POLL_SECONDS)
+                        if ready is not None:
+                            self.open_input(ready)
+                            continue
+                        if not self.active:
+                            if self.once and self.intake.idle():
+                                break
+                            self.board.set("idle")
+                            continue
+                    self.work()
         finally:
             notify("STOPPING=1")
             self.heartbeat.stop()
@@ -139,7 +152,7 @@ class Daemon:
         """Warm the browser up before taking work; a missing session stops everything here,
         before any input has been claimed."""
         try:
-            self.backend = self.make_backend()
+            self.ensure_backend()
         except SessionMissing:
             raise
         except SoraError as exc:
@@ -155,12 +168,14 @@ class Daemon:
 
     def ensure_backend(self) -> ImageBackend:
         if self.backend is None:
+            self.session_used = self.session_fingerprint()
             self.backend = self.make_backend()
         return self.backend
 
     # -- one input ----------------------------------------------------------------------------
 
-    def handle(self, path: Path) -> None:
+    def open_input(self, path: Path) -> None:
+        """Claim an input (or take one left in processing/) and add it to the work at hand."""
         if path.parent == self.folders.processing:
             claimed: Path | None = path if os.path.lexists(path) else None
         else:
@@ -190,23 +205,22 @@ class Daemon:
             for entry in journal.entries:
                 if entry.error is not None:
                     logs.failure(entry.text, entry.error["class"], entry.error["detail"])
-        for number, entry in enumerate(journal.entries, start=1):
-            self.board.set("generating", f"{number}/{len(journal.entries)} of {claimed.name}")
-            self.advance(journal, entry)
-        self.finish(claimed, journal)
+        self.active.append(journal)
 
     def generate(self, source: Path, prompts: list[Prompt]) -> bool:
         """Images for prompts outside the queue (the ``generate`` command); True if all made.
 
         Its journal and staged images live in a folder of their own, out of the way of a
-        daemon that may run on the same folders.
+        daemon that may run on the same folders; the prompt file stays where it is.
         """
         self.settings.processing.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix="generate-", dir=self.settings.processing))
         journal = Journal.start(workdir / source.name, prompts)
+        self.moves_inputs = False
+        self.active = [journal]
         try:
-            for entry in journal.entries:
-                self.advance(journal, entry)
+            while self.active:
+                self.work()
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         return all(entry.state is PromptState.DONE for entry in journal.entries)
@@ -216,8 +230,9 @@ class Daemon:
         logger.error("{} moved to {}: {}", claimed.name, final, reason)
         self.unfinished += 1
 
-    def finish(self, claimed: Path, journal: Journal) -> None:
+    def finish(self, journal: Journal) -> None:
         """Move the input to its last folder; the journal goes once the move is done."""
+        claimed = journal.input_path
         failures = [e for e in journal.entries if e.state is PromptState.FAILED]
         if journal.outcome is None:
             journal.outcome = JobState.FAILED.value if failures else JobState.PROCESSED.value
@@ -232,6 +247,8 @@ class Daemon:
         user = theme_user(journal.input_name)
         if user is not None and state is JobState.PROCESSED:
             self.write_result(user, journal.entries[0])
+        if not self.moves_inputs:
+            return
         final = self.folders.finish(claimed, state, journal.reason, journal.final, remember)
         journal.remove()
         if failures:
@@ -278,33 +295,123 @@ class Daemon:
             if leftover.name not in {".lock", STATUS_FILE, *referenced}:
                 leftover.unlink(missing_ok=True)
 
-    # -- one prompt, one step at a time -------------------------------------------------------
+    # -- the pipeline: up to `concurrency` generations in flight ------------------------------
 
-    def advance(self, journal: Journal, entry: Entry) -> None:
-        while not entry.finished:
-            try:
-                self.step(journal, entry)
-            except PermanentError as exc:
-                self.fail_entry(journal, entry, exc)
-            except TransientError as exc:
-                entry.attempts += 1
-                journal.save()
-                if entry.attempts > self.retry.max_retries:
-                    exc.detail += f"; gave up after {entry.attempts} tries"
-                    self.fail_entry(journal, entry, exc)
-                    continue
-                delay = self.retry.wait_before(entry.attempts)
-                logger.warning(
-                    "{} ({}): try {}/{} again in {:.0f}s",
-                    exc.name,
-                    exc.detail,
-                    entry.attempts + 1,
-                    self.retry.max_retries + 1,
-                    delay,
-                )
-                self.wait(delay)
-            except QueueStopError as exc:
+    def wants_input(self) -> bool:
+        """Take the next input when there is room in flight and nothing else to send."""
+        if not self.active:
+            return True
+        return len(self.in_flight) < self.concurrency and not any(
+            self.sendable(entry) for _, entry in self.entries()
+        )
+
+    def entries(self) -> Iterator[tuple[Journal, Entry]]:
+        for journal in self.active:
+            for entry in journal.entries:
+                yield journal, entry
+
+    def sendable(self, entry: Entry) -> bool:
+        waiting = entry.state in (PromptState.PENDING, PromptState.SUBMITTING)
+        resumed = entry.state is PromptState.SUBMITTED and not self.flying(entry)
+        return (waiting or resumed) and self.retry_at.get(id(entry), 0.0) <= time.monotonic()
+
+    def flying(self, entry: Entry) -> bool:
+        return any(flying is entry for _, flying in self.in_flight)
+
+    def work(self) -> None:
+        """One round: send what fits, collect what finished, publish in order."""
+        self.send_what_fits()
+        if self.in_flight:
+            self.collect_what_finished()
+        self.publish_in_order()
+        if (
+            self.active
+            and not self.in_flight
+            and not any(self.sendable(e) for _, e in self.entries())
+        ):
+            later = [self.retry_at.get(id(e), 0.0) for _, e in self.entries() if not e.finished]
+            if later:  # everything left waits for a retry time
+                self.wait(max(min(later) - time.monotonic(), 0.01))
+
+    def send_what_fits(self) -> None:
+        for journal, entry in self.entries():
+            if len(self.in_flight) >= self.concurrency:
+                return
+            if not self.sendable(entry):
+                continue
+            if entry.state is not PromptState.SUBMITTED:
+                number = journal.entries.index(entry) + 1
+                where = f"{number}/{len(journal.entries)} of {journal.input_name}"
+                self.board.set("generating", where)
+                self.attempt(journal, entry, partial(self.send, journal, entry))
+            if entry.state is PromptState.SUBMITTED:
+                self.in_flight.append((journal, entry))
+
+    def collect_what_finished(self) -> None:
+        task_ids = [str(entry.task_id) for _, entry in self.in_flight]
+        try:
+            done = set(self.ensure_backend().finished(task_ids, QUEUE_POLL_SECONDS))
+        except QueueStopError as exc:
+            self.pause(exc)
+            return
+        except SoraError as exc:  # the page, not a task: every task in flight is still there
+            logger.warning("{} while following tasks ({}); trying again", exc.name, exc.detail)
+            self.wait(self.retry.wait_before(1))
+            return
+        for journal, entry in list(self.in_flight):
+            if entry.task_id in done:
+                self.in_flight = [(j, e) for j, e in self.in_flight if e is not entry]
+                self.attempt(journal, entry, partial(self.download, journal, entry))
+
+    def publish_in_order(self) -> None:
+        """Images go to images/ in input order and prompt order, so the log keeps it too."""
+        for journal in list(self.active):
+            for entry in journal.entries:
+                if entry.state is PromptState.DOWNLOADED:
+                    self.publish(journal, entry)
+                    entry.state = PromptState.DONE
+                    journal.save()
+                    for staged in entry.staged:
+                        (journal.folder / staged.file).unlink(missing_ok=True)
+                if not entry.finished:
+                    return
+            self.active.remove(journal)
+            self.finish(journal)
+            if not self.active:
+                self.board.set("idle")
+
+    def attempt(self, journal: Journal, entry: Entry, step: Callable[[], None]) -> None:
+        """Run a step of a prompt, and sort what goes wrong into its three families."""
+        try:
+            step()
+        except PermanentError as exc:
+            self.fail_entry(journal, entry, exc)
+        except ConcurrencyLimited as exc:
+            if not self.in_flight:
                 self.pause(exc)
+                return
+            self.concurrency = len(self.in_flight)
+            self.retry_at[id(entry)] = time.monotonic() + self.retry.delay
+            logger.warning("{}: {} in flight at most for now", exc.detail, self.concurrency)
+        except TransientError as exc:
+            entry.attempts += 1
+            journal.save()
+            if entry.attempts > self.retry.max_retries:
+                exc.detail += f"; gave up after {entry.attempts} tries"
+                self.fail_entry(journal, entry, exc)
+                return
+            delay = self.retry.wait_before(entry.attempts)
+            self.retry_at[id(entry)] = time.monotonic() + delay
+            logger.warning(
+                "{} ({}): try {}/{} again in {:.0f}s",
+                exc.name,
+                exc.detail,
+                entry.attempts + 1,
+                self.retry.max_retries + 1,
+                delay,
+            )
+        except QueueStopError as exc:
+            self.pause(exc)
 
     def fail_entry(self, journal: Journal, entry: Entry, error: SoraError) -> None:
         entry.state = PromptState.FAILED
@@ -312,42 +419,37 @@ class Daemon:
         journal.save()
         logs.failure(entry.text, error.name, error.detail)
         self.board.failed(entry.text, f"{error.name}: {error.detail}")
-        self.on_failure.run(
-            "", str(journal.path.with_name(journal.input_name)), entry.text, error=error.name
-        )
+        self.on_failure.run("", str(journal.input_path), entry.text, error=error.name)
 
-    def step(self, journal: Journal, entry: Entry) -> None:
-        """Move a prompt one state further; the journal is saved before each effect."""
-        if entry.state is PromptState.PENDING:
-            logger.info("{} line {}: generating", journal.input_name, entry.line)
-            now = time.time()
-            entry.started_at = entry.started_at or now
-            entry.state, entry.submitting_since = PromptState.SUBMITTING, now
-            journal.save()
-            entry.task_id = self.ensure_backend().submit(entry.text, entry.job_options)
-            entry.state = PromptState.SUBMITTED
-        elif entry.state is PromptState.SUBMITTING:
+    def send(self, journal: Journal, entry: Entry) -> None:
+        """pending/submitting -> submitted. The journal says "submitting" before the click."""
+        backend = self.ensure_backend()
+        if entry.state is PromptState.SUBMITTING:
             # We may have crashed after Sora took the prompt: look before submitting again.
-            since = entry.submitting_since or 0.0
-            entry.task_id = self.ensure_backend().find_task(entry.text, since)
-            if entry.task_id is None:
-                entry.state = PromptState.PENDING
-            else:
+            entry.task_id = backend.find_task(entry.text, entry.submitting_since or 0.0)
+            if entry.task_id is not None:
                 logger.info("{}: found {} submitted before", journal.input_name, entry.task_id)
                 entry.state = PromptState.SUBMITTED
-        elif entry.state is PromptState.SUBMITTED:
-            assert entry.task_id is not None
-            generation = self.ensure_backend().collect(entry.task_id, entry.job_options)
-            entry.staged = self.stage(journal, entry, generation)
-            entry.state = PromptState.DOWNLOADED
-        elif entry.state is PromptState.DOWNLOADED:
-            self.publish(journal, entry)
-            entry.state = PromptState.DONE
-            journal.save()
-            for staged in entry.staged:
-                (journal.folder / staged.file).unlink(missing_ok=True)
-            return
+                journal.save()
+                return
+        logger.info("{} line {}: generating", journal.input_name, entry.line)
+        now = time.time()
+        entry.started_at = entry.started_at or now
+        entry.state, entry.submitting_since = PromptState.SUBMITTING, now
         journal.save()
+        entry.task_id = backend.submit(entry.text, entry.job_options)
+        entry.state = PromptState.SUBMITTED
+        journal.save()
+
+    def download(self, journal: Journal, entry: Entry) -> None:
+        """submitted -> downloaded: the images are staged beside the journal."""
+        assert entry.task_id is not None
+        generation = self.ensure_backend().collect(entry.task_id, entry.job_options)
+        entry.staged = self.stage(journal, entry, generation)
+        entry.state = PromptState.DOWNLOADED
+        journal.save()
+        if self.concurrency < self.settings.concurrency:
+            self.concurrency += 1  # the site took one back: try one more in flight again
 
     def stage(self, journal: Journal, entry: Entry, generation: Generation) -> list[Staged]:
         staged = []
@@ -400,7 +502,7 @@ class Daemon:
             shown = relative(path, self.settings.home)
             logs.success(entry.text, shown, finished - started)
             self.board.succeeded(entry.text, shown)
-            source = str(journal.path.with_name(journal.input_name))
+            source = str(journal.input_path)
             self.on_success.run(str(path), source, entry.text, task_id=entry.task_id or "")
 
     # -- pauses -------------------------------------------------------------------------------
@@ -436,17 +538,15 @@ class Daemon:
             self.wait(delay)
         logger.info("queue resumed")
 
+    def session_fingerprint(self) -> tuple[int, int] | None:
+        with contextlib.suppress(FileNotFoundError):
+            stat = self.settings.session_file.stat()
+            return (stat.st_mtime_ns, stat.st_ino)
+        return None
+
     def wait_for_new_session(self) -> None:
-        session = self.settings.session_file
-
-        def fingerprint() -> tuple[int, int] | None:
-            with contextlib.suppress(FileNotFoundError):
-                stat = session.stat()
-                return (stat.st_mtime_ns, stat.st_ino)
-            return None
-
-        before = fingerprint()
-        while (now := fingerprint()) is None or now == before:
+        """Until session.json is not the one the browser was opened with."""
+        while (now := self.session_fingerprint()) is None or now == self.session_used:
             self.wait(SESSION_CHECK_SECONDS)
 
 

@@ -45,7 +45,7 @@ class Staged:
     target: str | None = None  # the final name in images/, written before the link
 
 
-@dataclass
+@dataclass(eq=False)  # entries are told apart by identity: two may hold the same prompt
 class Entry:
     line: int
     text: str
@@ -91,6 +91,10 @@ class Journal:
     def folder(self) -> Path:
         """Where the input, its journal and its staged images are."""
         return self.path.parent
+
+    @property
+    def input_path(self) -> Path:
+        return self.path.with_name(self.path.name.removesuffix(SUFFIX))
 
     @staticmethod
     def path_for(claimed: Path) -> Path:

@@ -34,7 +34,7 @@ def leftovers(home: Path) -> list[str]:
     return [
         str(p.relative_to(home))
         for p in (home / "processing").rglob("*")
-        if p.is_file() and p.name != ".lock"
+        if p.is_file() and p.name not in (".lock", ".status.json")
     ]
 
 

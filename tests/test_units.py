@@ -18,6 +18,7 @@ from sora_driver.backend import Generation, ImageFile, JobOptions
 from sora_driver.classify import api_error, finished_task_error
 from sora_driver.errors import (
     CloudflareChallenge,
+    ConcurrencyLimited,
     ContentRejected,
     DownloadFailed,
     GenerationTimeout,
@@ -233,7 +234,11 @@ def test_secrets_are_redacted_from_log_messages() -> None:
     ("status", "body", "expected"),
     [
         (401, '{"error": {"code": "token_expired", "message": "expired"}}', SessionExpired),
-        (429, '{"error": {"code": "too_many_concurrent_tasks", "message": "3"}}', RateLimited),
+        (
+            429,
+            '{"error": {"code": "too_many_concurrent_tasks", "message": "3"}}',
+            ConcurrencyLimited,
+        ),
         (503, '{"error": {"code": "heavy_load", "message": "busy"}}', Overloaded),
         (403, "<title>Just a moment...</title>", CloudflareChallenge),
         (400, '{"error": {"message": "This prompt violates our content policy"}}', ContentRejected),
@@ -305,6 +310,9 @@ class ScriptedBackend:
         task_id = f"task_{len(self.calls)}"
         self.prompts[task_id] = prompt
         return task_id
+
+    def finished(self, task_ids: list[str], wait: float) -> list[str]:
+        return task_ids
 
     def collect(self, task_id: str, options: JobOptions) -> Generation:
         image = ImageFile(b"\x89PNG fake " + task_id.encode(), 1, 1, "http://x/full.png", "PNG")

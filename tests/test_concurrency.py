@@ -1,0 +1,79 @@
+"""Several generations in flight at once from one browser, in real Chromium."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sora_standin import StandIn
+from tests.conftest import FAST_DELAY, drop
+from tests.test_e2e import SUCCESS_LINE, images_in, log_lines, run_once
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def slow_standin(standin: StandIn) -> Iterator[StandIn]:
+    standin.delay = 2.0
+    yield standin
+    standin.max_concurrent = None
+    standin.delay = FAST_DELAY
+
+
+def most_at_once(standin: StandIn, prompts: list[str]) -> int:
+    """The most tasks of ours the stand-in was running at the same moment."""
+    starts = sorted(float(s["at"]) for s in standin.submissions if s["prompt"] in prompts)
+    window = standin.delay
+    return max(sum(1 for other in starts if start <= other < start + window) for start in starts)
+
+
+def test_three_in_flight_keep_their_order(home: Path, slow_standin: StandIn) -> None:
+    prompts = [f"concurrent prompt {n}" for n in range(6)]
+    drop(home / "inbox", "six.txt", "\n".join(prompts) + "\n")
+    started = time.monotonic()
+    daemon = run_once(home, slow_standin, "once", SORA_CONCURRENCY="3")
+    elapsed = time.monotonic() - started
+    assert daemon.process.returncode == 0, "\n".join(daemon.output)
+    assert len(images_in(home)) == 6
+    assert most_at_once(slow_standin, prompts) == 3
+    assert elapsed < 6 * slow_standin.delay, "faster than one at a time"
+    logged = [m["prompt"] for line in log_lines(home) if (m := SUCCESS_LINE.match(line))]
+    assert logged == prompts, "the log keeps the prompts' order"
+
+
+def test_the_sites_concurrency_limit_lowers_the_number_in_flight(
+    home: Path, slow_standin: StandIn
+) -> None:
+    slow_standin.max_concurrent = 2
+    prompts = [f"limited prompt {n}" for n in range(5)]
+    drop(home / "inbox", "five.txt", "\n".join(prompts) + "\n")
+    daemon = run_once(home, slow_standin, "once", SORA_CONCURRENCY="3", SORA_RETRY_DELAY="0.5")
+    assert daemon.process.returncode == 0, "\n".join(daemon.output)
+    assert any("2 in flight at most for now" in line for line in daemon.output)
+    assert not any("ÉCHEC" in line for line in log_lines(home)), "not a failure of the prompt"
+    assert len(images_in(home)) == 5
+    assert sorted(
+        s["prompt"] for s in slow_standin.submissions if s["prompt"] in prompts
+    ) == sorted(prompts), "each accepted once"
+    assert most_at_once(slow_standin, prompts) == 2
+
+
+def test_several_inputs_flow_through_together(home: Path, slow_standin: StandIn) -> None:
+    for n in range(3):
+        drop(home / "inbox", f"in{n}.txt", f"input {n} prompt a\ninput {n} prompt b\n")
+    daemon = run_once(home, slow_standin, "once", SORA_CONCURRENCY="3")
+    assert daemon.process.returncode == 0, "\n".join(daemon.output)
+    assert sorted(p.name for p in (home / "processed").iterdir()) == [
+        "in0.txt",
+        "in1.txt",
+        "in2.txt",
+    ]
+    moves = [line for line in daemon.output if "image(s), moved to" in line]
+    assert [m.split("INFO")[1].split(":")[0].strip() for m in moves] == [
+        "in0.txt",
+        "in1.txt",
+        "in2.txt",
+    ]

@@ -378,3 +378,11 @@ def test_retry_delays_grow_with_jitter() -> None:
     first, third = policy.wait_before(1), policy.wait_before(3)
     assert 8 <= first <= 12
     assert 32 <= third <= 48
+
+
+def test_every_setting_is_documented_in_env_example() -> None:
+    from sora_watcher.config import OPTIONS
+
+    documented = (Path(__file__).parent.parent / ".env.example").read_text("utf-8")
+    missing = [env for env, _ in OPTIONS.values() if f"\n{env}=" not in documented]
+    assert missing == []

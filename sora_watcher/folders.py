@@ -72,6 +72,14 @@ def numbered(path: Path, number: int) -> Path:
     return path if number == 1 else path.with_name(f"{path.stem}_{number}{path.suffix}")
 
 
+def first_free(wanted: Path) -> Path:
+    """The first of wanted, wanted_2, wanted_3 ... that does not exist yet."""
+    number = 1
+    while os.path.lexists(target := numbered(wanted, number)):
+        number += 1
+    return target
+
+
 def publish(
     source: Path,
     wanted: Path,
@@ -113,9 +121,7 @@ def move_without_overwrite(
     """Move a file to the first free name among wanted, wanted_2, ... (see ``publish``)."""
     if source.is_dir() and not source.is_symlink():
         # Folders cannot be hard-linked; they only come here as bad input, on their way out.
-        number = 1
-        while os.path.lexists(target := numbered(wanted, number)):
-            number += 1
+        target = first_free(wanted)
         source.rename(target)
         return target
     target = publish(source, wanted, chosen, remember)
@@ -178,9 +184,7 @@ class Folders:
         FileNotFoundError. The target is this worker's own processing folder, where an older
         input of the same name may still be (then the new one is numbered).
         """
-        number = 1
-        while os.path.lexists(target := numbered(self.processing / path.name, number)):
-            number += 1
+        target = first_free(self.processing / path.name)
         try:
             path.rename(target)
         except FileNotFoundError:
@@ -209,10 +213,7 @@ def publish_name(wanted: Path, chosen: str | None) -> Path:
     """The name ``publish`` will most likely give: the one chosen before, or the first free."""
     if chosen is not None:
         return wanted.with_name(chosen)
-    number = 1
-    while os.path.lexists(target := numbered(wanted, number)):
-        number += 1
-    return target
+    return first_free(wanted)
 
 
 def image_name(prompt: str, when: datetime) -> str:

@@ -22,8 +22,9 @@ SESSION_CODES = {"token_expired", "token_invalidated", "invalid_jwt", "username_
 CHALLENGE_MARKERS = ("Just a moment...", "Attention Required", "cf-challenge", "challenge-platform")
 PHONE_MARKERS = ("Verify your phone number",)
 LIMIT_TYPES = {"rate_limit_exhausted", "rate_limit_and_credit_balance"}
-CONCURRENCY_RETRY_SECONDS = 30.0
-OVERLOAD_RETRY_SECONDS = 15.0
+LIMIT_RETRY_SECONDS = 30.0  # a 429 that does not say when it ends
+MIN_RESET_SECONDS = 5.0  # "resets in 0 s" must not become a tight relaunch loop
+TRANSIENT_STATUSES = {408, 409, 425}  # timeout, conflict, too early: worth another try
 
 
 def _error_body(text: str) -> dict[str, Any]:
@@ -67,9 +68,9 @@ def api_error(status: int, text: str, where: str) -> SoraError:
     if status == 429 or kind in LIMIT_TYPES:
         resets = error.get("access_resets_in_seconds")
         if isinstance(resets, (int, float)):
-            return RateLimited(detail, resume_after=float(resets))
-        return RateLimited(detail, resume_after=CONCURRENCY_RETRY_SECONDS)
-    if status >= 500 or code == "heavy_load":
+            return RateLimited(detail, resume_after=max(float(resets), MIN_RESET_SECONDS))
+        return RateLimited(detail, resume_after=LIMIT_RETRY_SECONDS)
+    if status >= 500 or code == "heavy_load" or status in TRANSIENT_STATUSES:
         return Overloaded(detail)
     if status == 400 and ("policy" in message.lower() or "moderation" in code or "policy" in code):
         return ContentRejected(detail)

@@ -113,7 +113,7 @@ class PhoneVerificationRequired(QueueStopError):
 
 
 class RateLimited(QueueStopError):
-    resume_after: float | None = 60.0
+    pass
 
 
 class ConcurrencyLimited(RateLimited):

@@ -46,9 +46,11 @@ from sora_driver.errors import (
     GenerationTimeout,
     Interrupted,
     PageError,
+    PermanentError,
     SessionExpired,
     SessionMissing,
     SoraError,
+    TransientError,
 )
 from sora_driver.images import to_png
 
@@ -89,6 +91,7 @@ class Followed:
     deadline: float  # time.monotonic() after which it counts as timed out
     news_at: float  # when we last heard of it
     task: dict[str, Any] = field(default_factory=dict)
+    error: SoraError | None = None  # asking for it failed: collect() raises this
 
 
 def _is_submit(request: Request) -> bool:
@@ -166,15 +169,23 @@ class SoraWebDriver:
                 "{} can be read by other users of this machine: chmod 600 it",
                 self.config.session_file,
             )
+        try:
+            json.loads(self.config.session_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # half copied, or not a session at all
+            detail = f"{self.config.session_file} is not a saved session: {exc}"
+            raise SessionExpired(detail) from None
         executable = find_browser(self.config.browser_path)
         logger.debug("launching {} (headless={})", executable, self.config.headless)
         self._pw = sync_playwright().start()
-        self._browser = self._pw.chromium.launch(
-            executable_path=str(executable),
-            headless=self.config.headless,
-            args=launch_args(),
-        )
-        self._new_context()
+        try:
+            self._browser = self._pw.chromium.launch(
+                executable_path=str(executable),
+                headless=self.config.headless,
+                args=launch_args(),
+            )
+            self._new_context()
+        except PlaywrightError as exc:
+            raise PageError(f"the browser did not start: {_said(exc)}") from None
         self.check_session()
 
     def close(self) -> None:
@@ -201,16 +212,20 @@ class SoraWebDriver:
         if due and not self._following and not self._submitted_at:
             logger.info("recycling the browser context after {} jobs", self._jobs_in_context)
             self._page_needs_reload()
-            assert self._context is not None
-            self._context.close()
-            self._new_context()
+            context, self._context = self._context, None
+            if context is not None:
+                with contextlib.suppress(PlaywrightError):
+                    context.close()
             self._jobs_in_context = 0
+            self._new_context()
 
     def _ensure_browser(self) -> None:
         if self._browser is None or not self._browser.is_connected():
             logger.warning("the browser is gone; launching a new one")
             self.close()
             self.open()
+        elif self._context is None:  # a recycling that failed half-way
+            self._new_context()
 
     # -- session ----------------------------------------------------------------------------
 
@@ -272,6 +287,8 @@ class SoraWebDriver:
             while not self._finished([task_id], SLICE_SECONDS):
                 pass  # _finished returns the task once it is done or past its deadline
             followed = self._following.pop(task_id)
+            if followed.error is not None:
+                raise followed.error
             task = followed.task
             if task.get("status") not in FINISHED:
                 raise GenerationTimeout(
@@ -318,6 +335,13 @@ class SoraWebDriver:
             # stopping is an interruption, not a failure to retry.
             self._check_stop()
             error = PageError(f"browser: {_said(exc)}")
+            self._save_artifacts(label, error)
+            self._page_needs_reload()
+            raise error from None
+        except (ValueError, KeyError, TypeError) as exc:
+            # An answer of an unexpected shape (HTML where JSON was due, a key gone): the site
+            # changed or had a hiccup; worth another try, and the detail says what it was.
+            error = PageError(f"unexpected answer: {type(exc).__name__}: {exc}")
             self._save_artifacts(label, error)
             self._page_needs_reload()
             raise error from None
@@ -415,6 +439,8 @@ class SoraWebDriver:
         try:
             button.click(timeout=CLICK_TIMEOUT_MS)
         except PlaywrightTimeout:
+            if self._submits:
+                return  # the click went through after all: a second one would pay twice
             # Something covers it (a pop-up that came late): clear the way and try once more.
             self._dismiss_popups(page)
             button.click(timeout=CLICK_TIMEOUT_MS)
@@ -470,7 +496,7 @@ class SoraWebDriver:
                 followed = Followed(started + self.config.timeout, now)
                 self._following[task_id] = followed
                 if submitted is None:  # submitted before a restart: ask for it at once
-                    followed.task = self._fetch_task(task_id)
+                    self._refresh(followed, task_id)
         until = now + wait
         while True:
             self._read_task_news()
@@ -478,13 +504,23 @@ class SoraWebDriver:
             done = []
             for task_id in task_ids:
                 followed = self._following[task_id]
-                if now - followed.news_at > QUIET_POLL_SECONDS:
-                    followed.task, followed.news_at = self._fetch_task(task_id), now
-                if followed.task.get("status") in FINISHED or now >= followed.deadline:
+                if now - followed.news_at > QUIET_POLL_SECONDS and followed.error is None:
+                    self._refresh(followed, task_id)
+                finished = followed.task.get("status") in FINISHED or followed.error is not None
+                if finished or now >= followed.deadline:
                     done.append(task_id)
             if done or now >= until:
                 return done
             self._wait_for_network(min(SLICE_SECONDS, until - now))
+
+    def _refresh(self, followed: Followed, task_id: str) -> None:
+        """Ask for one task directly. An error about this task alone (unknown id, odd answer)
+        is kept for its ``collect``, so that it does not hold up the other tasks in flight."""
+        try:
+            followed.task = self._fetch_task(task_id)
+        except (PermanentError, TransientError) as exc:
+            followed.error = exc
+        followed.news_at = time.monotonic()
 
     def _read_task_news(self) -> None:
         """Take the newest state of the tasks we follow from what the page fetched."""
@@ -569,11 +605,11 @@ class SoraWebDriver:
     def _wait_for(
         self, ready: Callable[[], T | None], seconds: float, on_timeout: Callable[[], SoraError]
     ) -> T:
-        deadline = time.time() + seconds
+        deadline = time.monotonic() + seconds
         while (value := ready()) is None:
-            if time.time() >= deadline:
+            if time.monotonic() >= deadline:
                 raise on_timeout()
-            self._wait_for_network(min(SLICE_SECONDS, deadline - time.time()))
+            self._wait_for_network(min(SLICE_SECONDS, deadline - time.monotonic()))
         return value
 
     # -- diagnosis --------------------------------------------------------------------------

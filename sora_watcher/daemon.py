@@ -26,6 +26,7 @@ from sora_driver.backend import Generation, ImageBackend
 from sora_driver.errors import (
     ConcurrencyLimited,
     Interrupted,
+    PageError,
     PermanentError,
     QueueStopError,
     SessionExpired,
@@ -51,7 +52,8 @@ from sora_watcher.watch import Intake
 
 BackendFactory = Callable[[], ImageBackend]
 QUEUE_POLL_SECONDS = 0.5  # how often an idle worker looks at the stop flag
-SESSION_CHECK_SECONDS = 2.0  # how often a paused queue looks for a new session.json
+SESSION_CHECK_SECONDS = 2.0
+MAX_ACTIVE_INPUTS = 10  # how often a paused queue looks for a new session.json
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,15 @@ class Daemon:
 
     def open_input(self, path: Path) -> None:
         """Claim an input (or take one left in processing/) and add it to the work at hand."""
+        try:
+            self.read_input(path)
+        except Exception as exc:  # whatever an input holds, it must not stop the daemon
+            logger.exception("{}: unexpected error: {}", path.name, exc)
+            claimed = self.folders.processing / path.name
+            if os.path.lexists(claimed) and not Journal.path_for(claimed).exists():
+                self.fail_unreadable(claimed, f"cannot read it: {type(exc).__name__}: {exc}")
+
+    def read_input(self, path: Path) -> None:
         if path.parent == self.folders.processing:
             claimed: Path | None = path if os.path.lexists(path) else None
         else:
@@ -197,11 +208,11 @@ class Daemon:
         else:
             logger.info("processing {}", claimed.name)
             try:
-                prompts = read_prompts(claimed, self.rules)
+                prompts = read_prompts(claimed, self.rules, name=path.name)
             except (InputError, OSError) as exc:
                 self.fail_unreadable(claimed, str(exc))
                 return
-            journal = Journal.start(claimed, prompts)
+            journal = Journal.start(claimed, prompts, name=path.name)
             for entry in journal.entries:
                 if entry.error is not None:
                     logs.failure(entry.text, entry.error["class"], entry.error["detail"])
@@ -217,6 +228,7 @@ class Daemon:
         workdir = Path(tempfile.mkdtemp(prefix="generate-", dir=self.settings.processing))
         journal = Journal.start(workdir / source.name, prompts)
         self.moves_inputs = False
+        self.board = Board(workdir / STATUS_FILE)  # a running daemon's board is not ours
         self.active = [journal]
         try:
             while self.active:
@@ -301,6 +313,8 @@ class Daemon:
         """Take the next input when there is room in flight and nothing else to send."""
         if not self.active:
             return True
+        if len(self.active) >= MAX_ACTIVE_INPUTS:  # some wait for retries: enough at hand
+            return False
         return len(self.in_flight) < self.concurrency and not any(
             self.sendable(entry) for _, entry in self.entries()
         )
@@ -329,9 +343,10 @@ class Daemon:
             and not self.in_flight
             and not any(self.sendable(e) for _, e in self.entries())
         ):
-            later = [self.retry_at.get(id(e), 0.0) for _, e in self.entries() if not e.finished]
+            now = time.monotonic()
+            later = [t for t in self.retry_at.values() if t > now]
             if later:  # everything left waits for a retry time
-                self.wait(max(min(later) - time.monotonic(), 0.01))
+                self.wait(min(later) - now)
 
     def send_what_fits(self) -> None:
         for journal, entry in self.entries():
@@ -384,7 +399,9 @@ class Daemon:
         """Run a step of a prompt, and sort what goes wrong into its three families."""
         try:
             step()
+            self.retry_at.pop(id(entry), None)
         except PermanentError as exc:
+            self.retry_at.pop(id(entry), None)
             self.fail_entry(journal, entry, exc)
         except ConcurrencyLimited as exc:
             if not self.in_flight:
@@ -398,6 +415,7 @@ class Daemon:
             journal.save()
             if entry.attempts > self.retry.max_retries:
                 exc.detail += f"; gave up after {entry.attempts} tries"
+                self.retry_at.pop(id(entry), None)
                 self.fail_entry(journal, entry, exc)
                 return
             delay = self.retry.wait_before(entry.attempts)
@@ -426,7 +444,12 @@ class Daemon:
         backend = self.ensure_backend()
         if entry.state is PromptState.SUBMITTING:
             # We may have crashed after Sora took the prompt: look before submitting again.
-            entry.task_id = backend.find_task(entry.text, entry.submitting_since or 0.0)
+            try:
+                found = backend.find_task(entry.text, entry.submitting_since or 0.0)
+            except PermanentError as exc:  # only the look-up failed, not the prompt
+                raise PageError(f"looking for a task submitted before: {exc.detail}") from None
+            owned = {e.task_id for _, e in self.entries() if e is not entry}
+            entry.task_id = None if found in owned else found  # the same prompt on two lines
             if entry.task_id is not None:
                 logger.info("{}: found {} submitted before", journal.input_name, entry.task_id)
                 entry.state = PromptState.SUBMITTED

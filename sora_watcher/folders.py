@@ -12,12 +12,15 @@ import fcntl
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from loguru import logger
 
 from sora_watcher.config import Settings
 
@@ -174,7 +177,7 @@ class Folders:
             if is_ignored(entry.name):
                 continue
             with contextlib.suppress(FileNotFoundError):  # claimed meanwhile by someone else
-                entries.append((entry.stat().st_mtime, entry.name, entry))
+                entries.append((entry.lstat().st_mtime, entry.name, entry))
         return [entry for _, _, entry in sorted(entries)]
 
     def claim(self, path: Path) -> Path | None:
@@ -188,6 +191,9 @@ class Folders:
         try:
             path.rename(target)
         except FileNotFoundError:
+            return None
+        except OSError as exc:  # no permission, another file system: leave it, say why
+            logger.error("cannot claim {}: {}", path.name, exc)
             return None
         return target
 
@@ -205,7 +211,7 @@ class Folders:
             # Written first: a crash must not leave a failed input without its reason.
             target = publish_name(final, chosen)
             error_file = target.with_name(target.name + ".error.txt")
-            write_atomically(error_file, reason.encode("utf-8"))
+            write_atomically(error_file, reason.encode("utf-8", "backslashreplace"))
         return move_without_overwrite(claimed, final, chosen, remember)
 
 
@@ -222,8 +228,11 @@ def image_name(prompt: str, when: datetime) -> str:
 
 
 def stage_image(folder: Path, png: bytes) -> Path:
-    """Write an image completely, under a hidden name, before it gets its final name."""
-    staged = folder / f".{hashlib.sha256(png).hexdigest()[:16]}.{os.getpid()}.png"
+    """Write an image completely, under a hidden name of its own, before it gets its final
+    name. Two prompts may well give the same bytes: the name must not depend on them."""
+    fd, name = tempfile.mkstemp(prefix=".staged-", suffix=".png", dir=folder)
+    os.close(fd)
+    staged = Path(name)
     write_atomically(staged, png)
     return staged
 

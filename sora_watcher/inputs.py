@@ -14,7 +14,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import stat
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -67,11 +69,14 @@ def check_name(name: str) -> None:
 
 
 def read_bytes(path: Path, rules: Rules) -> bytes:
-    if path.is_symlink():
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
         # Never followed: a link could point anywhere, in or out of the inbox.
         raise InputError("this is a symbolic link; put the file itself in the inbox")
-    if path.is_dir():
+    if stat.S_ISDIR(mode):
         raise InputError("this is a folder, not a prompt file")
+    if not stat.S_ISREG(mode):  # a FIFO or a device would block the reader forever
+        raise InputError("this is not a regular file")
     size = path.stat().st_size
     if size > rules.max_bytes:
         raise InputError(
@@ -125,13 +130,17 @@ def safe_folder(name: object, what: str) -> str:
 def job_options(fields: Mapping[str, Any]) -> tuple[JobOptions, str | None]:
     """Options of a JSON job or a CSV row; an invalid value names the values allowed."""
     aspect = fields.get("aspect_ratio") or "1:1"
-    if aspect not in ASPECT_RATIOS:
+    if not isinstance(aspect, str) or aspect not in ASPECT_RATIOS:
         allowed = ", ".join(ASPECT_RATIOS)
         raise InputError(f"aspect_ratio {aspect!r} is not one of {allowed}")
     variants = fields.get("variants") or 1
     if isinstance(variants, str) and variants.strip().isdigit():
         variants = int(variants)
-    if isinstance(variants, bool) or variants not in VARIANT_COUNTS:
+    if (
+        not isinstance(variants, int)
+        or isinstance(variants, bool)
+        or variants not in VARIANT_COUNTS
+    ):
         allowed = ", ".join(map(str, VARIANT_COUNTS))
         raise InputError(f"variants {variants!r} is not one of {allowed}")
     name = fields.get("name") or None
@@ -240,11 +249,19 @@ def reader_for(name: str) -> Reader:
     return readers[suffix]
 
 
-def read_prompts(path: Path, rules: Rules | None = None) -> list[Prompt]:
+def read_prompts(path: Path, rules: Rules | None = None, name: str | None = None) -> list[Prompt]:
+    """The prompts of an input; ``name`` is its name in the inbox, if it was renamed since."""
     rules = rules or Rules()
-    check_name(path.name)
-    reader = reader_for(path.name)
-    return check_prompts(reader(path.name, read_bytes(path, rules), rules), rules)
+    name = name or path.name
+    check_name(name)
+    reader = reader_for(name)
+    data = read_bytes(path, rules)
+    try:
+        prompts = reader(name, data, rules)
+    except (ValueError, TypeError, RecursionError, csv.Error) as exc:
+        # What the readers did not foresee: a nesting too deep, a field too large ...
+        raise InputError(f"cannot read it: {type(exc).__name__}: {exc}") from None
+    return check_prompts(prompts, rules)
 
 
 def theme_user(name: str) -> str | None:

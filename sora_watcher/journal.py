@@ -101,9 +101,10 @@ class Journal:
         return claimed.with_name(claimed.name + SUFFIX)
 
     @classmethod
-    def start(cls, claimed: Path, prompts: list[Prompt]) -> Journal:
+    def start(cls, claimed: Path, prompts: list[Prompt], name: str | None = None) -> Journal:
+        """``name``: the input's name in the inbox (the claim may have numbered it)."""
         entries = [Entry.of(prompt) for prompt in prompts]
-        journal = cls(cls.path_for(claimed), claimed.name, entries)
+        journal = cls(cls.path_for(claimed), name or claimed.name, entries)
         journal.save()
         return journal
 

@@ -145,3 +145,19 @@ def test_prompt_template_from_settings(tmp_path: Path) -> None:
     (tmp_path / "wording.txt").write_text("Sky of $someone", "utf-8")
     with pytest.raises(ConfigError, match="someone"):
         resolve({"home": str(tmp_path), "prompt_template": "wording.txt"}, {})
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("huge-cell.csv", b'prompt\n"' + b"x" * 140_000 + b'"\n', "cannot read it: Error"),
+        ("deep.json", b"[" * 100_000 + b"]" * 100_000, "cannot read it: RecursionError"),
+        ("theme_x.json", b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "cannot read it"),
+    ],
+)
+def test_what_the_readers_did_not_foresee_is_still_a_clear_input_error(
+    tmp_path: Path, name: str, content: bytes, reason: str
+) -> None:
+    with pytest.raises(InputError) as caught:
+        read_prompts(write(tmp_path, name, content), Rules(max_bytes=10_000_000))
+    assert reason in str(caught.value)

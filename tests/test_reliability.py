@@ -189,6 +189,7 @@ def test_bad_inputs_fail_with_a_reason_and_the_daemon_goes_on(
         "empty.txt": (b"", "no prompt"),
         "new\nline.txt": (b"a prompt\n", "newline or control character"),
         "image.png": (b"not even a png", "unsupported input type"),
+        "list.json": (b'{"prompt": "a", "aspect_ratio": ["1:1"]}', "aspect_ratio ['1:1']"),
     }
     daemon = Daemon(
         home,
@@ -208,13 +209,16 @@ def test_bad_inputs_fail_with_a_reason_and_the_daemon_goes_on(
         (inbox / name).write_bytes(content)
     (inbox / "folder.txt").mkdir()
     (inbox / "link.txt").symlink_to(elsewhere)
+    os.mkfifo(inbox / "pipe.txt")  # reading it would block forever
+    with open(os.fsencode(inbox) + b"/bad\xffname.txt", "wb") as out:
+        out.write(b"a prompt under a name that is not UTF-8\n")
     (inbox / "draft.txt.tmp").write_text("still being written\n", encoding="utf-8")
     (inbox / ".hidden.txt").write_text("not an input\n", encoding="utf-8")
     fine = ["with space.txt", "quote'\"s.txt", "été à Lyon.txt"]
     for name in fine:
         drop(inbox, name, f"a prompt from {name}\n")
 
-    daemon.expect_count(r"moved to .*failed", len(bad) + 2, timeout=30)
+    daemon.expect_count(r"moved to .*failed", len(bad) + 4, timeout=30)
     daemon.expect_count(r"1 image\(s\), moved to .*processed", len(fine), timeout=30)
     assert any(r"new\nline.txt moved to" in line for line in daemon.output), "one line per record"
     (inbox / "draft.txt.tmp").rename(inbox / "draft.txt")  # done writing: now it counts
@@ -229,7 +233,10 @@ def test_bad_inputs_fail_with_a_reason_and_the_daemon_goes_on(
     assert (failed / "link.txt").is_symlink(), "the link itself was moved, not its target"
     assert "symbolic link" in (failed / "link.txt.error.txt").read_text("utf-8")
     assert elsewhere.read_text("utf-8").startswith("a prompt that lives outside")
+    assert "not a regular file" in (failed / "pipe.txt.error.txt").read_text("utf-8")
+    assert os.path.exists(os.fsencode(failed) + b"/bad\xffname.txt.error.txt")
     assert sorted(p.name for p in (home / "processed").iterdir()) == sorted([*fine, "draft.txt"])
+    assert daemon.process.poll() is None
     assert (inbox / ".hidden.txt").exists()
     assert daemon.process.poll() is None, "still running"
 
@@ -279,3 +286,14 @@ def test_a_dead_observer_is_restarted_and_nothing_is_missed(tmp_path: Path) -> N
         stop.set()
         thread.join()
         logger.remove(sink)
+
+
+def test_the_same_prompt_on_two_lines_gives_two_images(
+    home: Path, standin: StandIn, daemons: list[Daemon]
+) -> None:
+    drop(home / "inbox", "twice.txt", "the same prompt\nthe same prompt\n")
+    daemon = Daemon(home, instant_env(home, standin, SORA_CONCURRENCY="2"), "once")
+    daemons.append(daemon)
+    assert daemon.wait() == 0, "\n".join(daemon.output)
+    assert sorted(s["line"] for s in sidecars(home)) == [1, 2]
+    assert (home / "processed" / "twice.txt").exists()

@@ -61,12 +61,14 @@ def find_browser(explicit: str | None) -> Path:
     )
 
 
+def running_as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
 def launch_args() -> list[str]:
-    args = list(QUIET_FLAGS)
-    # Chromium refuses to start its sandbox as root; only then do we turn it off.
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        args.append("--no-sandbox")
-    return args
+    """Chromium refuses to start its sandbox as root; only then do we turn it off. (Playwright
+    turns it off too unless launched with ``chromium_sandbox=not running_as_root()``.)"""
+    return [*QUIET_FLAGS, "--no-sandbox"] if running_as_root() else list(QUIET_FLAGS)
 
 
 def main() -> int:

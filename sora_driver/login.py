@@ -16,7 +16,7 @@ from pathlib import Path
 from loguru import logger
 from playwright.sync_api import BrowserContext, sync_playwright
 
-from sora_driver.browser import find_browser, launch_args
+from sora_driver.browser import find_browser, launch_args, running_as_root
 
 CHECK_SECONDS = 1.0
 
@@ -54,7 +54,10 @@ def login(base_url: str, session_file: Path, browser_path: str | None, timeout: 
     executable = find_browser(browser_path)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
-            executable_path=str(executable), headless=False, args=launch_args()
+            executable_path=str(executable),
+            headless=False,
+            args=launch_args(),
+            chromium_sandbox=not running_as_root(),
         )
         state = str(session_file) if session_file.is_file() else None
         context = browser.new_context(storage_state=state)

@@ -37,7 +37,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from sora_driver import locate
 from sora_driver.backend import ASPECT_RATIOS, Generation, ImageFile, JobOptions
-from sora_driver.browser import find_browser, launch_args
+from sora_driver.browser import find_browser, launch_args, running_as_root
 from sora_driver.classify import api_error, blocked_by, finished_task_error
 from sora_driver.errors import (
     ContentRejected,
@@ -182,6 +182,7 @@ class SoraWebDriver:
                 executable_path=str(executable),
                 headless=self.config.headless,
                 args=launch_args(),
+                chromium_sandbox=not running_as_root(),
             )
             self._new_context()
         except PlaywrightError as exc:

@@ -213,7 +213,10 @@ class _Handler(FileSystemEventHandler):
                 self._complete(event.dest_path)
 
     def on_created(self, event: FileSystemEvent) -> None:
-        if self.intake.polling and isinstance(event, FileCreatedEvent):
+        # A file moved in from another folder shows up as "created" only (inotify cannot pair
+        # the move). It keeps its old mtime, so the quiet-period check lets it through at once,
+        # while a file being written has a fresh mtime and waits for its close event.
+        if isinstance(event, FileCreatedEvent):
             self.intake.consider(_path(event.src_path))
 
     def on_modified(self, event: FileSystemEvent) -> None:

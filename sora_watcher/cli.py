@@ -147,8 +147,7 @@ def cli(*args: str) -> int:
 
 
 def session_missing() -> int:
-    logger.error(SESSION_MISSING_MESSAGE)
-    print(SESSION_MISSING_MESSAGE, file=sys.stderr)
+    logs.session_missing(SESSION_MISSING_MESSAGE)
     return EXIT_SESSION
 
 

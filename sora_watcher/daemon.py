@@ -151,12 +151,19 @@ class Daemon:
             logger.info("stopped")
 
     def start_backend(self) -> None:
-        """Warm the browser up before taking work; a missing session stops everything here,
-        before any input has been claimed."""
+        """Warm the browser up before taking work. Without session.json nothing is claimed:
+        ``once`` and ``generate`` stop; the daemon waits for the file (systemd would only
+        restart it into the same state)."""
         try:
             self.ensure_backend()
-        except SessionMissing:
-            raise
+        except SessionMissing as exc:
+            if self.once:
+                raise
+            logs.session_missing(exc.detail)
+            notify("READY=1")  # up, and saying why it waits
+            self.board.set("paused", f"{exc.name}: no {self.settings.session_file}")
+            self.wait_for_new_session()
+            self.start_backend()
         except SoraError as exc:
             logger.error("{} at start-up ({}); the first input tries again", exc.name, exc.detail)
 

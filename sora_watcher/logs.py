@@ -95,3 +95,9 @@ def failure(prompt: str, error_class: str, detail: str) -> None:
     logger.bind(generation=True).error(
         'Prompt utilisé : "{}" Statut : ÉCHEC Erreur : {} ({})', prompt, error_class, detail
     )
+
+
+def session_missing(message: str) -> None:
+    """The users' own words, logged and printed as they are."""
+    logger.error(message)
+    print(message, file=sys.stderr, flush=True)

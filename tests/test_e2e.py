@@ -111,18 +111,28 @@ def test_second_run_keeps_the_first_runs_images(home: Path, standin: StandIn) ->
 
 
 def test_missing_session_stops_with_the_message_and_keeps_the_input(
-    home: Path, standin: StandIn
+    home: Path, standin: StandIn, daemons: list[Daemon]
 ) -> None:
+    session = (home / "session.json").read_text("utf-8")
     (home / "session.json").unlink()
     drop(home / "inbox", "prompt.txt", PROMPTS[0] + "\n")
 
-    daemon = run_once(home, standin, "run")
-
-    assert daemon.process.returncode != 0
-    assert SESSION_MISSING_MESSAGE in daemon.output  # printed exactly, on a line of its own
+    once = run_once(home, standin, "once")
+    assert once.process.returncode == 2
+    assert SESSION_MISSING_MESSAGE in once.output  # printed exactly, on a line of its own
     assert any(line.endswith(SESSION_MISSING_MESSAGE) for line in log_lines(home))
     assert (home / "inbox" / "prompt.txt").is_file()
-    assert not images_in(home)
+
+    # the daemon says the same, claims nothing, and goes on once the session is saved
+    daemon = Daemon(home, daemon_env(home, standin), "run")
+    daemons.append(daemon)
+    daemon.expect(re.escape(SESSION_MISSING_MESSAGE) + "$")
+    assert (home / "inbox" / "prompt.txt").is_file()
+    (home / ".session.json.new").write_text(session, encoding="utf-8")
+    (home / ".session.json.new").rename(home / "session.json")
+    daemon.expect(r"prompt\.txt: 1 image\(s\), moved to .*processed")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
 
 
 def test_running_daemon_picks_up_drops_and_fails_empty_inputs(

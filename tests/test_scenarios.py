@@ -191,12 +191,12 @@ def stop(daemon: Daemon) -> None:
 def test_rate_limit_pauses_until_its_reset_then_goes_on(
     home: Path, clean_standin: StandIn, daemons: list[Daemon]
 ) -> None:
-    clean_standin.scenario("rate_limit", resets_in=2)
+    clean_standin.scenario("rate_limit", resets_in=6)
     daemon = run_daemon(home, clean_standin, daemons)
     daemon.expect("watching")
     drop(home / "inbox", "prompt.txt", f"{PROMPT} (rate limit)\n")
     daemon.expect(r"queue paused: RateLimited \(HTTP 429 .*rate_limit_exhausted")
-    daemon.expect(r"resuming in 2s")
+    daemon.expect(r"resuming in 6s")  # the reset time Sora gave
     daemon.expect(r"prompt\.txt: 1 image\(s\), moved to .*processed")
     assert not list((home / "failed").iterdir())
     stop(daemon)

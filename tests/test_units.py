@@ -386,3 +386,9 @@ def test_every_setting_is_documented_in_env_example() -> None:
     documented = (Path(__file__).parent.parent / ".env.example").read_text("utf-8")
     missing = [env for env, _ in OPTIONS.values() if f"\n{env}=" not in documented]
     assert missing == []
+
+
+def test_a_reset_time_of_zero_does_not_become_a_tight_loop() -> None:
+    body = '{"error": {"type": "rate_limit_exhausted", "access_resets_in_seconds": 0}}'
+    error = api_error(429, body, "/backend/video_gen")
+    assert isinstance(error, RateLimited) and error.resume_after == 5

@@ -132,13 +132,17 @@ def move_without_overwrite(
     return target
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a hidden temporary name, flush to disk, then rename: never a partial file."""
+def write_atomically(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write to a hidden temporary name, flush to disk, then rename: never a partial file.
+
+    ``durable=False`` skips the fsync, for what may be lost in a power cut (a status note).
+    """
     temporary = path.with_name(f".{path.name}.part")
     with open(temporary, "wb") as out:
         out.write(data)
         out.flush()
-        os.fsync(out.fileno())
+        if durable:
+            os.fsync(out.fileno())
     temporary.replace(path)
 
 

@@ -109,7 +109,8 @@ class Board:
         data = asdict(self)
         del data["path"]
         with contextlib.suppress(OSError):  # a full disk must not stop the work over this
-            write_atomically(self.path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
+            data_bytes = json.dumps(data, ensure_ascii=False).encode("utf-8")
+            write_atomically(self.path, data_bytes, durable=False)  # a note, not a record
 
     @classmethod
     def load(cls, path: Path) -> Board | None:

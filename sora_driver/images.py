@@ -13,14 +13,14 @@ def to_png(data: bytes, url: str) -> tuple[bytes, int, int, str]:
     """PNG bytes, width, height and the format the server sent."""
     try:
         with Image.open(io.BytesIO(data)) as probe:
+            source_format, (width, height) = probe.format or "unknown", probe.size
             probe.verify()  # catches truncated files, which open() alone lets through
+        if source_format == "PNG":  # verified to its last chunk: no need to decode it
+            return data, width, height, source_format
         image: Image.Image = Image.open(io.BytesIO(data))
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DownloadFailed(f"{url}: not a complete image ({len(data)} bytes): {exc}") from None
-    source_format = image.format or "unknown"
-    if source_format == "PNG":
-        return data, image.width, image.height, source_format
     out = io.BytesIO()
     if image.mode not in ("RGB", "RGBA", "L", "LA", "P"):
         image = image.convert("RGBA")

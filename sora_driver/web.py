@@ -155,6 +155,7 @@ class SoraWebDriver:
         self._submitted_at: dict[str, float] = {}
         self._following: dict[str, Followed] = {}
         self._jobs_in_context = 0
+        self._options_on_page: JobOptions | None = None  # last chosen in the settings menu
         self._clicked_at = 0.0
         self._step = 0
 
@@ -392,7 +393,6 @@ class SoraWebDriver:
             close.click(timeout=CLICK_TIMEOUT_MS)
 
     def _submit(self, page: Page, prompt: str, options: JobOptions) -> str:
-        self._check_page_state(page)
         self._dismiss_popups(page)
         timeout_ms = self.config.page_timeout * 1000
         composer = locate.find(page, "composer", self.selectors["composer"], timeout_ms)
@@ -451,6 +451,8 @@ class SoraWebDriver:
 
         Set every time, since the site remembers the last choice across jobs.
         """
+        if options == self._options_on_page:
+            return
         menu_button = locate.visible_now(page, self.selectors["settings_button"])
         if menu_button is None:
             if options != JobOptions():
@@ -462,6 +464,7 @@ class SoraWebDriver:
             candidates = locate.with_value(self.selectors[element], value)
             item = locate.find(page, f"{element} {value}", candidates, BUTTON_WAIT_MS)
             item.click(timeout=CLICK_TIMEOUT_MS)
+        self._options_on_page = options
         self._debug_step(page, "options")
 
     def _check_options_taken(self, response: Response, options: JobOptions) -> None:
@@ -623,6 +626,7 @@ class SoraWebDriver:
         self._submits.clear()
         self._task_news.clear()
         self._following.clear()  # their deadlines start again with the next page
+        self._options_on_page = None  # the site may remember them; we set them again
 
     def _artifact_base(self, label: str) -> Path:
         stamp = time.strftime("%Y%m%d_%H%M%S")

@@ -34,6 +34,17 @@ from watchdog.observers.polling import PollingObserver
 
 from sora_watcher.folders import is_ignored
 
+# Our claim renames inputs out of the inbox: an IN_MOVED_FROM with no IN_MOVED_TO here. watchdog
+# holds such an event (and every event behind it) 0.5 s, hoping to pair it, which made each
+# input that arrived right after a claim wait half a second. A rename inside the inbox still
+# pairs: the kernel hands both halves over in the same read. A pair split across reads after
+# this delay shows up as "created", which the quiet-period path handles.
+MOVE_PAIRING_SECONDS = 0.02
+with contextlib.suppress(ImportError):  # watchdog >= 6; older ones keep their 0.5 s
+    from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
+
+    InotifyMoveEventGrouper.delay = MOVE_PAIRING_SECONDS
+
 TICK_SECONDS = 0.2  # how often quiet candidates are looked at
 POLL_SECONDS = 1.0  # the polling observer's interval
 PROBE = f".sora-watcher-probe-{os.getpid()}"  # a hidden name: never taken for an input

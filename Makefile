@@ -33,5 +33,9 @@ unit: install
 run: browser
 	$(PY) watcher.py run
 
+# Every benchmark at full size (about half an hour); rewrites BENCHMARKS.md. Not part of `make test`.
+bench: browser
+	$(PY) -m bench
+
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

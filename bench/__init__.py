@@ -1,0 +1,1 @@
+"""The benchmark suite of sora-watcher: ``python -m bench`` (see BENCHMARKS.md)."""

@@ -1,0 +1,78 @@
+"""The benchmarks in quick mode (tiny sizes), through the same code as ``python -m bench``.
+
+Only sanity is asserted (numbers measured, inputs drained, memory read), never speed: these
+tests are here so that the benchmarks cannot rot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bench import backlog, detection, overhead, report, soak, throughput
+from bench.harness import Result, bench_processes, say
+
+pytestmark = pytest.mark.e2e
+
+ORDER = ["detection", "overhead", "throughput", "backlog", "soak"]
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind() -> Iterator[None]:
+    yield
+    assert bench_processes() == [], "a benchmark left a process running"
+
+
+def sane(result: Result) -> dict[str, Any]:
+    assert result.met not in ("error", ""), result.notes
+    assert result.quick
+    assert result.tables and all(t.rows for t in result.tables)
+    assert "**Quick mode" in report.render(
+        {k: "?" for k in ("date", "cpu", "cores", "memory", "kernel", "python")}
+        | {"chromium": "?", "playwright": "?", "watchdog": "?"},
+        [result],
+        ORDER,
+    )
+    return result.raw
+
+
+def test_detection_measures_claim_latencies() -> None:
+    raw = sane(detection.run(True, say))
+    cases = raw["cases"]
+    assert len(cases) == 3  # the fourth case (moved in from outside) is skipped in quick mode
+    for case in cases:
+        assert case["claim_s"] and all(0 < s < 10 for s in case["claim_s"])
+        assert all(c <= d for c, d in zip(case["claim_s"], case["processed_s"], strict=True))
+
+
+def test_overhead_compares_warm_and_naive() -> None:
+    raw = sane(overhead.run(True, say))
+    delay = raw["delay_s"]
+    assert all(per_image > delay for per_image in raw["warm_per_image_s"])
+    assert all(wall > delay for run in raw["naive_per_job_s"] for wall in run)
+    assert len(raw["sidecar_duration_s"]) == raw["jobs"]
+
+
+def test_throughput_counts_images_per_second() -> None:
+    result = throughput.run(True, say)
+    raw = sane(result)
+    walls = [v for k, v in raw.items() if k.startswith("c1 ")]
+    assert walls and all(w > 0 for run in walls for w in run)
+
+
+def test_backlog_drains_everything_and_reads_rss() -> None:
+    raw = sane(backlog.run(True, say))
+    [drained] = raw["results"]
+    assert drained["complete"] and drained["processed"] == drained["inputs"] == 100
+    assert drained["drain_s"] > 0
+    assert 10 * 1024 < drained["peak_rss_kib"] < 2 * 1024 * 1024
+
+
+def test_soak_reads_daemon_and_browser_memory() -> None:
+    raw = sane(soak.run(True, say))
+    samples = raw["samples"]
+    assert samples[-1]["generations"] - samples[0]["generations"] >= raw["generations"]
+    assert all(s["daemon_rss"] > 0 for s in samples)
+    assert any(s["browser_rss"] > 0 and s["browser_processes"] > 0 for s in samples)

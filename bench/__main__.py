@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import backlog, detection, overhead, report, soak, throughput
-from bench.harness import ROOT, Log, Result, Table, machine, say
+from bench.harness import ROOT, Log, Result, Table, daemon_commit, machine, say
 
 Benchmark = Callable[[bool, Log], Result]
 BENCHMARKS: dict[str, tuple[str, Benchmark]] = {
@@ -38,6 +38,7 @@ def run_one(name: str, quick: bool, soak_generations: int | None = None) -> Resu
     if name == "soak" and soak_generations:
         benchmark = partial(soak.run, generations=soak_generations)
     say(f"{name}: starting{' (quick)' if quick else ''}")
+    code = daemon_commit()  # the code may change under a long run: say what each one ran
     started = time.perf_counter()
     try:
         result = benchmark(quick, say)
@@ -47,7 +48,7 @@ def run_one(name: str, quick: bool, soak_generations: int | None = None) -> Resu
         result.headline = "error: " + str(exc).splitlines()[0][:120]
         result.quick = quick
     result.seconds = time.perf_counter() - started
-    result.date = time.strftime("%Y-%m-%d %H:%M %Z")
+    result.date = time.strftime("%Y-%m-%d %H:%M %Z") + f", daemon code at {code}"
     say(f"{name}: done in {result.seconds:.0f}s, goal met: {result.met}")
     return result
 

@@ -255,12 +255,8 @@ def machine() -> dict[str, str]:
     from importlib.metadata import version
 
     browser = _first_line([PYTHON, "-m", "sora_driver.browser"])
-    commit = _first_line(["git", "rev-parse", "--short", "HEAD"])
-    changed = _first_line(
-        ["git", "status", "--porcelain", "--", "watcher.py", "sora_watcher", "sora_driver"]
-    )
     return {
-        "commit": commit + (" (with uncommitted changes to the daemon)" if changed != "?" else ""),
+        "commit": daemon_commit(),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "cpu": cpu,
         "cores": str(os.cpu_count() or "?"),
@@ -271,6 +267,17 @@ def machine() -> dict[str, str]:
         "watchdog": version("watchdog"),
         "chromium": f"{_first_line([browser, '--version'])} ({browser})",
     }
+
+
+DAEMON_CODE = ["watcher.py", "sora_watcher", "sora_driver", "sora_standin"]
+
+
+def daemon_commit() -> str:
+    """The last commit that changed the daemon's (or the stand-in's) code, and whether the
+    working tree changes it further: the code a benchmark measured."""
+    commit = _first_line(["git", "log", "-1", "--format=%h", "--", *DAEMON_CODE])
+    changed = _first_line(["git", "status", "--porcelain", "--", *DAEMON_CODE])
+    return commit + (" + uncommitted changes" if changed != "?" else "")
 
 
 def setting_exists(env_name: str) -> bool:

@@ -82,7 +82,7 @@ def render(machine: dict[str, str], results: list[Result], order: list[str]) -> 
                 ["", ""],
                 [
                     ["date", machine["date"]],
-                    ["daemon at commit", machine.get("commit", "?")],
+                    ["daemon code at commit", machine.get("commit", "?")],
                     ["CPU", f"{machine['cpu']}, {machine['cores']} cores"],
                     ["RAM", machine["memory"]],
                     ["kernel", machine["kernel"]],

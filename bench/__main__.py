@@ -3,6 +3,8 @@ run the benchmarks and rewrite BENCHMARKS.md and bench/results.json.
 
 ``--quick``: tiny sizes; the report is printed, nothing is written unless ``--out`` is given.
 ``--out FILE``: write the report there instead, and leave BENCHMARKS.md and results.json be.
+``--render``: run nothing; rewrite BENCHMARKS.md from results.json (after editing
+bench/findings.md, say).
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--soak-generations", type=int, help="generations of the soak (default 500; quick 10)"
     )
+    parser.add_argument(
+        "--render", action="store_true", help="run nothing: rewrite the report from results.json"
+    )
     options = parser.parse_args(argv)
     names = [n.strip() for item in options.only for n in item.split(",") if n.strip()]
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -96,6 +101,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse(sys.argv[1:] if argv is None else argv)
+    if options.render:
+        stored = json.loads(RESULTS.read_text(encoding="utf-8"))
+        out = options.out or REPORT
+        out.write_text(report.render(stored["machine"], load(RESULTS), ORDER), encoding="utf-8")
+        say(f"wrote {out} from {RESULTS.relative_to(ROOT)}")
+        return 0
     machine_info = machine()
     say("machine: " + "; ".join(f"{k} {v}" for k, v in machine_info.items()))
     new = [run_one(name, options.quick, options.soak_generations) for name in options.names]

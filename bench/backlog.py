@@ -34,12 +34,13 @@ LINEAR_TOLERANCE = 1.25  # per-input time at the largest size within 25 % of the
 TIME_CAP_SECONDS = 900.0  # beyond that, stop and report the rate so far
 
 
-def fill_inbox(inbox: os.PathLike[str], count: int) -> None:
+def fill_inbox(inbox: os.PathLike[str], count: int, lines: int = 1) -> None:
     old = time.time() - 60
     for number in range(count):
         path = os.path.join(inbox, f"input-{number:05d}.txt")
         with open(path, "w", encoding="utf-8") as out:
-            out.write(f"backlog benchmark prompt number {number}: a quiet street\n")
+            for line in range(lines):
+                out.write(f"backlog benchmark prompt {number}.{line}: a quiet street\n")
         os.utime(path, (old, old))
 
 
@@ -66,9 +67,11 @@ class Sampler:
         self._thread.join(timeout=5)
 
 
-def drain(count: int, log: Log) -> dict[str, float | int | bool]:
-    with home_folder(f"{NAME}-{count}", None) as home:
-        fill_inbox(home / "inbox", count)
+def drain(count: int, log: Log, lines: int = 1) -> dict[str, float | int | bool]:
+    """``count`` inputs of ``lines`` prompts each, drained by ``once``."""
+    what = f"{count} inputs" if lines == 1 else f"{count} input(s) of {lines} lines"
+    with home_folder(f"{NAME}-{count}x{lines}", None) as home:
+        fill_inbox(home / "inbox", count, lines)
         env = daemon_env(home, None, SORA_BACKEND="instant")
         daemon = DaemonProcess(home, env, "once")
         sampler = Sampler(daemon.pid)
@@ -79,13 +82,14 @@ def drain(count: int, log: Log) -> dict[str, float | int | bool]:
                 code = daemon.wait(TIME_CAP_SECONDS)
             except BenchError:
                 complete = False
-                log(f"{NAME}: {count} inputs: over {TIME_CAP_SECONDS:g}s, stopping")
+                log(f"{NAME}: {what}: over {TIME_CAP_SECONDS:g}s, stopping")
                 code = daemon.stop() or 0
             total = time.perf_counter() - daemon.started
         finally:
             sampler.stop()
             daemon.stop()
         done = len(input_files(home / "processed"))
+        prompts = len(list((home / "images").glob("*.png")))
         failed = len(input_files(home / "failed"))
         left = len(names_in(home / "inbox"))
         if complete and (code != 0 or done != count):
@@ -99,25 +103,30 @@ def drain(count: int, log: Log) -> dict[str, float | int | bool]:
         drain_s = total - startup
         result: dict[str, float | int | bool] = {
             "inputs": count,
+            "lines": lines,
             "complete": complete,
             "processed": done,
+            "prompts_done": prompts,
             "total_s": total,
             "startup_s": startup,
             "drain_s": drain_s,
             "per_input_ms": drain_s / max(done, 1) * 1000,
+            "per_prompt_ms": drain_s / max(prompts, 1) * 1000,
             "peak_rss_kib": max(daemon.max_rss_kib, sampled_peak),
             "sampled_peak_kib": sampled_peak,
         }
         log(
-            f"{NAME}: {count} inputs: {drain_s:.1f}s drain, "
-            f"{result['per_input_ms']:.2f} ms/input, peak RSS {mb(result['peak_rss_kib'])}"
+            f"{NAME}: {what}: {drain_s:.1f}s drain, {result['per_prompt_ms']:.2f} ms/prompt, "
+            f"peak RSS {mb(result['peak_rss_kib'])}"
         )
         return result
 
 
 def run(quick: bool, log: Log) -> Result:
     sizes = (100,) if quick else (1000, 3000, 10000)
+    line_sizes = (20,) if quick else (100, 1000)
     results = [drain(count, log) for count in sizes]
+    long_inputs = [drain(1, log, lines) for lines in line_sizes]
     rows = []
     for r in results:
         rows.append(
@@ -162,19 +171,39 @@ def run(quick: bool, log: Log) -> Result:
         ],
     )
     met = yes_no(linear and rss_ok and complete) if len(results) > 1 else yes_no(rss_ok)
+    long_rows = [
+        [
+            f"{r['lines']:,}" + ("" if r["complete"] else f" (stopped at {r['prompts_done']:,})"),
+            f"{r['drain_s']:.1f} s",
+            f"{r['per_prompt_ms']:.1f} ms",
+            mb(r["peak_rss_kib"]),
+        ]
+        for r in long_inputs
+    ]
+    per_prompt = [float(r["per_prompt_ms"]) for r in long_inputs]
+    long_growth = per_prompt[-1] / per_prompt[0]
+    long_table = Table(
+        ["lines in the one input", "drain", "per prompt", "peak RSS"],
+        long_rows,
+        title="Extra, not in the goal: one input of many lines (a long prompt file, a big "
+        f"CSV); per prompt at the largest size {long_growth:.1f}x the smallest size's",
+    )
     return Result(
         name=NAME,
         title="Backlog",
         goal="drain time linear in the number of inputs; RSS under 200 MB",
         met=met,
-        tables=[table, verdict],
+        tables=[table, verdict, long_table],
         headline=f"{results[-1]['inputs']:,} inputs in {results[-1]['drain_s']:.0f} s "
         f"({per_input[-1]:.1f} ms each, {growth:.2f}x the smallest size's), "
-        f"peak RSS {mb(peak)}",
+        f"peak RSS {mb(peak)}; one input of {line_sizes[-1]:,} lines: "
+        f"{per_prompt[-1]:.0f} ms per prompt",
         notes=[
             "`sora-watcher once`, `SORA_BACKEND=instant`, one single-line `.txt` input per "
             "file, each prompt different. One run per size.",
+            "One input of many lines: the same, with all the prompts in one `.txt` file; "
+            "the time per prompt should not depend on the number of lines.",
         ],
-        raw={"results": results},
+        raw={"results": results, "long_inputs": long_inputs},
         quick=quick,
     )

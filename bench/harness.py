@@ -36,7 +36,6 @@ UNUSED_URL = "http://127.0.0.1:9"  # for the instant backend, which never goes o
 WORKER_ID = "bench"
 STOP_SECONDS = 30.0
 SUCCESS = "Statut : SUCCÈS"
-FAILURE = "Statut : ÉCHEC"
 
 Log = Callable[[str], None]
 

@@ -21,6 +21,7 @@ make bench                               # every benchmark, about half an hour; 
 .venv/bin/python -m bench --only soak    # one (or several: --only detection,backlog)
 .venv/bin/python -m bench --quick        # tiny sizes, a minute; prints, writes nothing
 .venv/bin/python -m bench --only soak --soak-generations 2000 --out /tmp/soak.md
+.venv/bin/python -m bench --render       # run nothing: rewrite this file from the results
 ```
 
 `--only` re-runs some benchmarks and keeps the others' last results (`bench/results.json`);

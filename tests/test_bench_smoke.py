@@ -43,7 +43,7 @@ def test_detection_measures_claim_latencies() -> None:
     cases = raw["cases"]
     assert len(cases) == 4
     for case in cases:
-        assert case["claim_s"] and all(0 < s < 10 for s in case["claim_s"])
+        assert case["claim_s"] and all(0 < s < 60 for s in case["claim_s"])
         assert all(c <= d for c, d in zip(case["claim_s"], case["processed_s"], strict=True))
 
 
@@ -68,6 +68,8 @@ def test_backlog_drains_everything_and_reads_rss() -> None:
     assert drained["complete"] and drained["processed"] == drained["inputs"] == 100
     assert drained["drain_s"] > 0
     assert 10 * 1024 < drained["peak_rss_kib"] < 2 * 1024 * 1024
+    [long_input] = raw["long_inputs"]
+    assert long_input["complete"] and long_input["prompts_done"] == long_input["lines"] == 20
 
 
 def test_soak_reads_daemon_and_browser_memory() -> None:

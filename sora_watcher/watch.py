@@ -3,7 +3,9 @@
 Three sources feed one queue:
 - a watchdog observer. Its handlers run on its one emitter thread under a lock, so they only
   note paths. On Linux we react to close-after-write (the writer is done) and to files moved
-  in (the atomic way to publish a file), never to "created", which fires mid-write.
+  in (the atomic way to publish a file), never to "created", which fires mid-write. A file
+  moved in from outside the inbox is an unpaired IN_MOVED_TO, which watchdog reports as a move
+  from "" only with ``generate_full_events`` (otherwise as "created").
 - with ``SORA_POLLING`` (network shares, where inotify sees nothing), a polling observer; it
   has no close event, so its paths wait for a quiet period in which size and mtime stay put.
 - a periodic rescan of the inbox, for what the kernel's event queue dropped (inotify overflow)
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import sys
 import threading
 import time
 from pathlib import Path
@@ -38,13 +41,14 @@ from sora_watcher.folders import is_ignored
 # holds such an event (and every event behind it) 0.5 s, hoping to pair it, which made each
 # input that arrived right after a claim wait half a second. A rename inside the inbox still
 # pairs: the kernel hands both halves over in the same read. A pair split across reads after
-# this delay shows up as "created", which the quiet-period path handles.
+# this delay shows up as a move from "" (see below), complete all the same.
 MOVE_PAIRING_SECONDS = 0.02
 with contextlib.suppress(ImportError):  # watchdog >= 6; older ones keep their 0.5 s
     from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
 
     InotifyMoveEventGrouper.delay = MOVE_PAIRING_SECONDS
 
+INOTIFY = sys.platform.startswith("linux")  # elsewhere moves in wait for the quiet period
 TICK_SECONDS = 0.2  # how often quiet candidates are looked at
 POLL_SECONDS = 1.0  # the polling observer's interval
 PROBE = f".sora-watcher-probe-{os.getpid()}"  # a hidden name: never taken for an input
@@ -162,7 +166,15 @@ class Intake:
         and wait for its event.
         """
         handler = _Handler(self)
-        observer = PollingObserver(timeout=POLL_SECONDS) if self.polling else Observer()
+        observer: BaseObserver
+        if self.polling:
+            observer = PollingObserver(timeout=POLL_SECONDS)
+        elif INOTIFY:
+            from watchdog.observers.inotify import InotifyObserver  # imports on Linux only
+
+            observer = InotifyObserver(generate_full_events=True)
+        else:
+            observer = Observer()
         observer.schedule(handler, str(self.inbox), recursive=False)
         observer.daemon = True  # never keep the process alive on its own
         observer.start()
@@ -217,6 +229,7 @@ class _Handler(FileSystemEventHandler):
             self._complete(event.src_path)
 
     def on_moved(self, event: FileSystemEvent) -> None:
+        # With full events our own claim is a move *to* "": a path outside the inbox, ignored.
         if isinstance(event, FileMovedEvent):
             if self.intake.polling:  # a polling observer cannot tell a move from a copy
                 self.intake.consider(_path(event.dest_path))
@@ -224,9 +237,8 @@ class _Handler(FileSystemEventHandler):
                 self._complete(event.dest_path)
 
     def on_created(self, event: FileSystemEvent) -> None:
-        # A file moved in from another folder shows up as "created" only (inotify cannot pair
-        # the move). It keeps its old mtime, so the quiet-period check lets it through at once,
-        # while a file being written has a fresh mtime and waits for its close event.
+        # A file being written: its close event says when it is complete. Where moves in show
+        # up as "created" (no full events), an old mtime lets them through the quiet period.
         if isinstance(event, FileCreatedEvent):
             self.intake.consider(_path(event.src_path))
 

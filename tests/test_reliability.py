@@ -302,14 +302,14 @@ def test_the_same_prompt_on_two_lines_gives_two_images(
 def test_a_file_moved_in_from_another_folder_is_taken_at_once(
     home: Path, standin: StandIn, daemons: list[Daemon]
 ) -> None:
-    # inotify reports such a move as "created" only; the rescan must not be what finds it
-    env = instant_env(home, standin, SORA_RESCAN_SECONDS="600")
+    # The rename says the file is complete: neither the rescan nor a quiet period (both set
+    # far beyond the test's wait) may be what lets it through, even for a file just written.
+    env = instant_env(home, standin, SORA_RESCAN_SECONDS="600", SORA_SETTLE_SECONDS="600")
     daemon = Daemon(home, env, "run")
     daemons.append(daemon)
     daemon.expect("watching")
     outside = home / "elsewhere"
     outside.mkdir()
     (outside / "moved.txt").write_text("a prompt written elsewhere\n", encoding="utf-8")
-    os.utime(outside / "moved.txt", (time.time() - 60, time.time() - 60))  # written a while ago
     (outside / "moved.txt").rename(home / "inbox" / "moved.txt")
     daemon.expect(r"moved\.txt: 1 image\(s\)", timeout=10)

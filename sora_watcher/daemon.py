@@ -323,12 +323,14 @@ class Daemon:
         if len(self.active) >= MAX_ACTIVE_INPUTS:  # some wait for retries: enough at hand
             return False
         return len(self.in_flight) < self.concurrency and not any(
-            self.sendable(entry) for _, entry in self.entries()
+            self.sendable(entry) for _, entry in self.open_entries()
         )
 
-    def entries(self) -> Iterator[tuple[Journal, Entry]]:
+    def open_entries(self) -> Iterator[tuple[Journal, Entry]]:
+        """The entries at hand, each journal's from its first unfinished one on: those before
+        are done with, and skipping them keeps a round's cost from growing with the input."""
         for journal in self.active:
-            for entry in journal.entries:
+            for entry in journal.unfinished():
                 yield journal, entry
 
     def sendable(self, entry: Entry) -> bool:
@@ -348,7 +350,7 @@ class Daemon:
         if (
             self.active
             and not self.in_flight
-            and not any(self.sendable(e) for _, e in self.entries())
+            and not any(self.sendable(e) for _, e in self.open_entries())
         ):
             now = time.monotonic()
             later = [t for t in self.retry_at.values() if t > now]
@@ -356,13 +358,13 @@ class Daemon:
                 self.wait(min(later) - now)
 
     def send_what_fits(self) -> None:
-        for journal, entry in self.entries():
+        for journal, entry in self.open_entries():
             if len(self.in_flight) >= self.concurrency:
                 return
             if not self.sendable(entry):
                 continue
             if entry.state is not PromptState.SUBMITTED:
-                number = journal.entries.index(entry) + 1
+                number = entry.index + 1
                 where = f"{number}/{len(journal.entries)} of {journal.input_name}"
                 self.board.set("generating", where)
                 self.attempt(journal, entry, partial(self.send, journal, entry))
@@ -388,11 +390,11 @@ class Daemon:
     def publish_in_order(self) -> None:
         """Images go to images/ in input order and prompt order, so the log keeps it too."""
         for journal in list(self.active):
-            for entry in journal.entries:
+            for entry in journal.unfinished():
                 if entry.state is PromptState.DOWNLOADED:
                     self.publish(journal, entry)
                     entry.state = PromptState.DONE
-                    journal.save()
+                    journal.save(entry)
                     for staged in entry.staged:
                         (journal.folder / staged.file).unlink(missing_ok=True)
                 if not entry.finished:
@@ -419,7 +421,7 @@ class Daemon:
             logger.warning("{}: {} in flight at most for now", exc.detail, self.concurrency)
         except TransientError as exc:
             entry.attempts += 1
-            journal.save()
+            journal.save(entry)
             if entry.attempts > self.retry.max_retries:
                 exc.detail += f"; gave up after {entry.attempts} tries"
                 self.retry_at.pop(id(entry), None)
@@ -441,7 +443,7 @@ class Daemon:
     def fail_entry(self, journal: Journal, entry: Entry, error: SoraError) -> None:
         entry.state = PromptState.FAILED
         entry.error = {"class": error.name, "detail": error.detail}
-        journal.save()
+        journal.save(entry)
         logs.failure(entry.text, error.name, error.detail)
         self.board.failed(entry.text, f"{error.name}: {error.detail}")
         self.on_failure.run("", str(journal.input_path), entry.text, error=error.name)
@@ -455,21 +457,22 @@ class Daemon:
                 found = backend.find_task(entry.text, entry.submitting_since or 0.0)
             except PermanentError as exc:  # only the look-up failed, not the prompt
                 raise PageError(f"looking for a task submitted before: {exc.detail}") from None
-            owned = {e.task_id for _, e in self.entries() if e is not entry}
+            # every entry, finished ones too: a task already made into an image is not this one
+            owned = {e.task_id for j in self.active for e in j.entries if e is not entry}
             entry.task_id = None if found in owned else found  # the same prompt on two lines
             if entry.task_id is not None:
                 logger.info("{}: found {} submitted before", journal.input_name, entry.task_id)
                 entry.state = PromptState.SUBMITTED
-                journal.save()
+                journal.save(entry)
                 return
         logger.info("{} line {}: generating", journal.input_name, entry.line)
         now = time.time()
         entry.started_at = entry.started_at or now
         entry.state, entry.submitting_since = PromptState.SUBMITTING, now
-        journal.save()
+        journal.save(entry)
         entry.task_id = backend.submit(entry.text, entry.job_options)
         entry.state = PromptState.SUBMITTED
-        journal.save()
+        journal.save(entry)
 
     def download(self, journal: Journal, entry: Entry) -> None:
         """submitted -> downloaded: the images are staged beside the journal."""
@@ -477,7 +480,7 @@ class Daemon:
         generation = self.ensure_backend().collect(entry.task_id, entry.job_options)
         entry.staged = self.stage(journal, entry, generation)
         entry.state = PromptState.DOWNLOADED
-        journal.save()
+        journal.save(entry)
         if self.concurrency < self.settings.concurrency:
             self.concurrency += 1  # the site took one back: try one more in flight again
 
@@ -511,7 +514,7 @@ class Daemon:
 
             def remember(name: str, staged: Staged = staged) -> None:
                 staged.target = name
-                journal.save()
+                journal.save(entry)
 
             metadata = {
                 **staged.metadata,

@@ -2,9 +2,11 @@
 
 The prompt is typed into the composer and the create button is clicked, so the page's own
 JavaScript sends the request (with the headers the site expects). The end of a generation is
-read from the page's own polling of the task list on the network; if the page stops polling,
-the task is fetched directly by its id. The final image is downloaded from the generation's
-full-size URL, never from the thumbnail shown in the grid.
+read from the task list: from the page's own polling of it on the network, and from looks of
+our own when a task may be about to finish (the page polls at its own pace, which could add
+most of a second to each image); a task the list does not show is fetched by its id. The
+final image is downloaded from the generation's full-size URL, never from the thumbnail shown
+in the grid.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -56,7 +59,17 @@ from sora_driver.images import to_png
 
 FINISHED = {"succeeded", "failed", "cancelled"}
 SLICE_SECONDS = 0.5  # longest time between two looks at the stop flag
-QUIET_POLL_SECONDS = 5.0  # with no task news on the page for this long, ask the backend directly
+QUIET_POLL_SECONDS = 5.0  # with no news of a task for this long, ask the backend for it by id
+TASK_LIST = "/backend/v2/list_tasks?limit=20"
+# Looks of our own at the task list: from half the shortest generation seen lately, then
+# every 5 % of the oldest task's age (0.1 s to 2 s), so that a finished task is seen within a
+# few per cent of its own duration, at about twenty requests per generation.
+FIRST_LOOK_SHARE = 0.5
+LOOK_SHARE = 0.05
+MIN_LOOK_SECONDS = 0.1
+MAX_LOOK_SECONDS = 2.0
+RECENT_GENERATIONS = 20
+MIN_WAIT_SECONDS = 0.01  # a Playwright timeout of 0 would mean no timeout at all
 LOGIN_MARKERS = ("/login", "/auth/", "auth.openai.com")
 MAX_UNREAD_NEWS = 50
 BUTTON_WAIT_MS = 3000  # the composer is there: the rest of the form is, or is not
@@ -88,10 +101,12 @@ def _path(url: str) -> str:
 class Followed:
     """A task we wait for: its deadline and the newest state we have seen of it."""
 
+    started: float  # time.monotonic() of its submission (or of the restart that found it)
     deadline: float  # time.monotonic() after which it counts as timed out
     news_at: float  # when we last heard of it
     task: dict[str, Any] = field(default_factory=dict)
     error: SoraError | None = None  # asking for it failed: collect() raises this
+    timed: bool = True  # we saw it start: its duration tells how long generations take
 
 
 def _is_submit(request: Request) -> bool:
@@ -155,6 +170,9 @@ class SoraWebDriver:
         self._submitted_at: dict[str, float] = {}
         self._following: dict[str, Followed] = {}
         self._jobs_in_context = 0
+        self._token: str | None = None  # the session's bearer token, asked for once per context
+        self._next_look = 0.0  # time.monotonic() of our next own look at the task list
+        self._recent: deque[float] = deque(maxlen=RECENT_GENERATIONS)  # seconds, succeeded
         self._options_on_page: JobOptions | None = None  # last chosen in the settings menu
         self._clicked_at = 0.0
         self._step = 0
@@ -207,6 +225,7 @@ class SoraWebDriver:
         )
         self._context.set_default_timeout(self.config.page_timeout * 1000)
         self._page = None
+        self._token = None
 
     def _recycle_if_due(self) -> None:
         """A fresh context every ``recycle_after`` jobs keeps memory flat over weeks."""
@@ -314,7 +333,7 @@ class SoraWebDriver:
     def find_task(self, prompt: str, since: float) -> str | None:
         def look_in_the_task_list() -> str | None:
             self._ensure_browser()
-            listing = self._api_get("/backend/v2/list_tasks?limit=20")
+            listing = self._api_get(TASK_LIST)
             for task in _tasks_in(listing):  # newest first
                 created = _timestamp(task.get("created_at"))
                 if task.get("prompt") == prompt and created >= since - CLOCK_SLACK_SECONDS:
@@ -497,13 +516,15 @@ class SoraWebDriver:
             if task_id not in self._following:
                 submitted = self._submitted_at.pop(task_id, None)
                 started = now - (time.time() - submitted) if submitted else now
-                followed = Followed(started + self.config.timeout, now)
+                followed = Followed(started, started + self.config.timeout, now)
                 self._following[task_id] = followed
                 if submitted is None:  # submitted before a restart: ask for it at once
+                    followed.timed = False
                     self._refresh(followed, task_id)
         until = now + wait
         while True:
             self._read_task_news()
+            self._look_if_due(task_ids)
             now = time.monotonic()
             done = []
             for task_id in task_ids:
@@ -515,16 +536,53 @@ class SoraWebDriver:
                     done.append(task_id)
             if done or now >= until:
                 return done
-            self._wait_for_network(min(SLICE_SECONDS, until - now))
+            self._wait_for_network(min(SLICE_SECONDS, until - now, self._next_look - now))
 
     def _refresh(self, followed: Followed, task_id: str) -> None:
         """Ask for one task directly. An error about this task alone (unknown id, odd answer)
         is kept for its ``collect``, so that it does not hold up the other tasks in flight."""
         try:
-            followed.task = self._fetch_task(task_id)
+            self._take_news(followed, self._fetch_task(task_id))
         except (PermanentError, TransientError) as exc:
             followed.error = exc
-        followed.news_at = time.monotonic()
+            followed.news_at = time.monotonic()
+
+    def _look_if_due(self, task_ids: list[str]) -> None:
+        """Look at the task list ourselves if a task we wait for may have finished unseen."""
+        now = time.monotonic()
+        waiting = [
+            followed
+            for task_id in task_ids
+            if (followed := self._following[task_id]).error is None
+            and followed.task.get("status") not in FINISHED
+        ]
+        if not waiting or now < self._next_look:
+            return
+        age = now - min(followed.started for followed in waiting)
+        first_look = FIRST_LOOK_SHARE * min(self._recent, default=0.0)
+        if age < first_look:
+            self._next_look = now + first_look - age
+            return
+        try:
+            listing = self._api_get(TASK_LIST)
+        except TransientError as exc:  # the page's own polling and the look-up by id remain
+            logger.debug("no look at the task list: {}: {}", exc.name, exc.detail)
+            self._next_look = now + MAX_LOOK_SECONDS
+            return
+        for task in _tasks_in(listing):
+            if (listed := self._following.get(str(task.get("id")))) is not None:
+                self._take_news(listed, task)
+        self._next_look = time.monotonic() + min(
+            max(LOOK_SHARE * age, MIN_LOOK_SECONDS), MAX_LOOK_SECONDS
+        )
+
+    def _take_news(self, followed: Followed, task: dict[str, Any]) -> None:
+        now, status = time.monotonic(), task.get("status")
+        if status != followed.task.get("status"):
+            logger.debug("{}: {} ({})", task.get("id"), status, task.get("progress_pct"))
+            if status == "succeeded" and followed.timed:
+                self._recent.append(now - followed.started)
+        followed.task, followed.news_at = task, now
 
     def _read_task_news(self) -> None:
         """Take the newest state of the tasks we follow from what the page fetched."""
@@ -545,20 +603,19 @@ class SoraWebDriver:
             for task in _tasks_in(body):
                 followed = self._following.get(str(task.get("id")))
                 if followed is not None:
-                    if task.get("status") != followed.task.get("status"):
-                        logger.debug(
-                            "{}: {} ({})", task["id"], task["status"], task.get("progress_pct")
-                        )
-                    followed.task, followed.news_at = task, time.monotonic()
+                    self._take_news(followed, task)
 
     def _api_get(self, path: str) -> Any:
         """A ``/backend`` call made the way the page makes it, with the session's bearer token."""
         assert self._context is not None
-        token = self._session_answer().get("accessToken", "")
+        if self._token is None:
+            self._token = str(self._session_answer().get("accessToken", ""))
         response = self._context.request.get(
-            self._origin + path, headers={"Authorization": f"Bearer {token}"}
+            self._origin + path, headers={"Authorization": f"Bearer {self._token}"}
         )
         if not response.ok:
+            if response.status == 401:
+                self._token = None  # stale: the next call asks for a fresh one
             raise self._confirmed(api_error(response.status, response.text(), path.split("?")[0]))
         return response.json()
 
@@ -603,7 +660,8 @@ class SoraWebDriver:
         self._check_stop()
         assert self._page is not None
         with contextlib.suppress(PlaywrightTimeout):
-            self._page.wait_for_event("requestfinished", timeout=seconds * 1000)
+            timeout_ms = max(seconds, MIN_WAIT_SECONDS) * 1000
+            self._page.wait_for_event("requestfinished", timeout=timeout_ms)
         self._check_stop()
 
     def _wait_for(

@@ -104,7 +104,8 @@ class Daemon:
         self.on_success = Hook(settings.on_success, settings.hook_timeout)
         self.on_failure = Hook(settings.on_failure, settings.hook_timeout)
         self.active: list[Journal] = []  # inputs in progress, in the order they came
-        self.in_flight: list[tuple[Journal, Entry]] = []  # submitted, not collected yet
+        self.in_flight: list[tuple[Journal, Entry]] = []  # submitted, not finished yet
+        self.landed: list[tuple[Journal, Entry]] = []  # finished on the site, not downloaded
         self.concurrency = settings.concurrency  # lowered for a while by the site's limit
         self.retry_at: dict[int, float] = {}  # id(entry) -> when it may be tried again
         self.moves_inputs = True  # False for `generate`, which leaves its prompt file be
@@ -339,7 +340,7 @@ class Daemon:
         return (waiting or resumed) and self.retry_at.get(id(entry), 0.0) <= time.monotonic()
 
     def flying(self, entry: Entry) -> bool:
-        return any(flying is entry for _, flying in self.in_flight)
+        return any(flying is entry for _, flying in self.in_flight + self.landed)
 
     def work(self) -> None:
         """One round: send what fits, collect what finished, publish in order."""
@@ -382,10 +383,14 @@ class Daemon:
             logger.warning("{} while following tasks ({}); trying again", exc.name, exc.detail)
             self.wait(self.retry.wait_before(1))
             return
-        for journal, entry in list(self.in_flight):
-            if entry.task_id in done:
-                self.in_flight = [(j, e) for j, e in self.in_flight if e is not entry]
-                self.attempt(journal, entry, partial(self.download, journal, entry))
+        self.landed = [(j, e) for j, e in self.in_flight if e.task_id in done]
+        self.in_flight = [(j, e) for j, e in self.in_flight if e.task_id not in done]
+        # A finished task no longer counts against the site's limit: the next prompt goes out
+        # first, so that its generation runs while this one's image comes down.
+        self.send_what_fits()
+        while self.landed:
+            journal, entry = self.landed.pop(0)
+            self.attempt(journal, entry, partial(self.download, journal, entry))
 
     def publish_in_order(self) -> None:
         """Images go to images/ in input order and prompt order, so the log keeps it too."""

@@ -92,7 +92,7 @@ class Settings:
     on_failure: str
     hook_timeout: float
     concurrency: int  # generations in flight at once
-    recycle_after: int  # jobs per browser context; 0: never
+    recycle_after: int  # jobs per browser, restarted after that many; 0: never
     log_rotation: str  # loguru's words: "50 MB", "00:00", "1 week"
     log_retention: str  # "30 days", "1 week", or a number of files
 

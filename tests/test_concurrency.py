@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from tests.conftest import FAST_DELAY, drop
 from tests.test_e2e import SUCCESS_LINE, images_in, log_lines, run_once
 
 pytestmark = pytest.mark.e2e
+GENERATING = re.compile(r" line (\d+): generating")
 
 
 @pytest.fixture
@@ -77,3 +79,26 @@ def test_several_inputs_flow_through_together(home: Path, slow_standin: StandIn)
         "in1.txt",
         "in2.txt",
     ]
+
+
+def test_the_browser_is_restarted_every_n_jobs_with_tasks_in_flight(
+    home: Path, slow_standin: StandIn
+) -> None:
+    slow_standin.delay = 1.0
+    prompts = [f"restart prompt {n}" for n in range(5)]
+    drop(home / "inbox", "five.txt", "\n".join(prompts) + "\n")
+    daemon = run_once(home, slow_standin, "once", SORA_CONCURRENCY="2", SORA_RECYCLE_AFTER="2")
+    assert daemon.process.returncode == 0, "\n".join(daemon.output)
+    output = daemon.output
+    restart = next(n for n, line in enumerate(output) if "restarting the browser after 2" in line)
+    sent_before = {int(m[1]) for line in output[:restart] if (m := GENERATING.search(line))}
+    done_after = {line.split('"')[1] for line in output[restart:] if "SUCCÈS" in line}
+    assert {prompts[n - 1] for n in sent_before} & done_after, (
+        "a task in flight during the restart was followed to its image"
+    )
+    assert len(images_in(home)) == 5
+    assert sorted(
+        s["prompt"] for s in slow_standin.submissions if s["prompt"] in prompts
+    ) == sorted(prompts), "each sent once, none lost or repeated by a restart"
+    logged = [m["prompt"] for line in log_lines(home) if (m := SUCCESS_LINE.match(line))]
+    assert logged == prompts

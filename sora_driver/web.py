@@ -26,6 +26,7 @@ from urllib.parse import urljoin, urlsplit
 
 from loguru import logger
 from playwright.sync_api import (
+    APIResponse,
     Browser,
     BrowserContext,
     Locator,
@@ -40,7 +41,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from sora_driver import locate
 from sora_driver.backend import ASPECT_RATIOS, Generation, ImageFile, JobOptions
-from sora_driver.browser import find_browser, launch_args, running_as_root
+from sora_driver.browser import BrowserNotFound, find_browser, launch_args, running_as_root
 from sora_driver.classify import api_error, blocked_by, finished_task_error
 from sora_driver.errors import (
     ContentRejected,
@@ -50,6 +51,7 @@ from sora_driver.errors import (
     Interrupted,
     PageError,
     PermanentError,
+    RateLimited,
     SessionExpired,
     SessionMissing,
     SoraError,
@@ -63,7 +65,8 @@ QUIET_POLL_SECONDS = 5.0  # with no news of a task for this long, ask the backen
 TASK_LIST = "/backend/v2/list_tasks?limit=20"
 # Looks of our own at the task list: from half the shortest generation seen lately, then
 # every 5 % of the oldest task's age (0.1 s to 2 s), so that a finished task is seen within a
-# few per cent of its own duration, at about twenty requests per generation.
+# few per cent of its own duration. One look covers every task in flight; a 2 s generation
+# costs about 10 of them, a 30 s one about 20 (75 before any generation was seen).
 FIRST_LOOK_SHARE = 0.5
 LOOK_SHARE = 0.05
 MIN_LOOK_SECONDS = 0.1
@@ -133,6 +136,14 @@ def _said(exc: PlaywrightError) -> str:
     cookies included, so it never goes further than this."""
     lines = exc.message.split("Call log:")[0].strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, SoraError):
+        return f"{exc.name}: {exc.detail}"
+    if isinstance(exc, PlaywrightError):
+        return _said(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _timestamp(value: Any) -> float:
@@ -206,6 +217,7 @@ class SoraWebDriver:
             self._new_context()
         except PlaywrightError as exc:
             raise PageError(f"the browser did not start: {_said(exc)}") from None
+        self._jobs_in_browser = 0
         self.check_session()
 
     def close(self) -> None:
@@ -232,29 +244,33 @@ class SoraWebDriver:
         """A new browser every ``recycle_after`` jobs keeps memory flat over weeks.
 
         The whole of it: a fresh context alone left Playwright's own driver process growing
-        (about 9 MB per 100 jobs). Tasks in flight live on the site, not in the browser: they
-        are followed on from the new page, with their deadlines kept.
+        (about 9 MB per 100 jobs).
         """
         due = self.config.recycle_after and self._jobs_in_browser >= self.config.recycle_after
-        if not due:
-            return
-        logger.info("restarting the browser after {} jobs", self._jobs_in_browser)
-        following, submitted_at = dict(self._following), dict(self._submitted_at)
-        try:
-            self._page_needs_reload()
-            self.close()
-            self.open()
-        finally:
-            self._following, self._submitted_at = following, submitted_at
-        self._jobs_in_browser = 0
+        if due:
+            logger.info("restarting the browser after {} jobs", self._jobs_in_browser)
+            self._relaunch()
 
     def _ensure_browser(self) -> None:
         if self._browser is None or not self._browser.is_connected():
             logger.warning("the browser is gone; launching a new one")
-            self.close()
-            self.open()
+            self._relaunch()
         elif self._context is None:  # a start that failed half-way
             self._new_context()
+
+    def _relaunch(self) -> None:
+        """Close what is left of the browser and launch a new one. Tasks in flight live on
+        the site, not in the browser: they are followed on from the new page, deadlines kept.
+        """
+        following, submitted_at = dict(self._following), dict(self._submitted_at)
+        self._page_needs_reload()
+        self.close()
+        try:
+            self.open()
+        except BrowserNotFound as exc:  # removed under a running daemon: say so, retry later
+            raise PageError(str(exc)) from None
+        finally:
+            self._following, self._submitted_at = following, submitted_at
 
     # -- session ----------------------------------------------------------------------------
 
@@ -573,9 +589,12 @@ class SoraWebDriver:
             return
         try:
             listing = self._api_get(TASK_LIST)
-        except TransientError as exc:  # the page's own polling and the look-up by id remain
-            logger.debug("no look at the task list: {}: {}", exc.name, exc.detail)
-            self._next_look = now + MAX_LOOK_SECONDS
+        except (TransientError, PermanentError, RateLimited, PlaywrightError, ValueError) as exc:
+            # A failed look blames no task and stops nothing (a 429 only slows the looks):
+            # the page's own polling and the look-up by id remain.
+            logger.debug("no look at the task list: {}", _reason(exc))
+            backoff = getattr(exc, "resume_after", None) or MAX_LOOK_SECONDS
+            self._next_look = time.monotonic() + backoff
             return
         for task in _tasks_in(listing):
             if (listed := self._following.get(str(task.get("id")))) is not None:
@@ -615,17 +634,25 @@ class SoraWebDriver:
 
     def _api_get(self, path: str) -> Any:
         """A ``/backend`` call made the way the page makes it, with the session's bearer token."""
+        response = self._get_with_token(path)
+        if response.status == 401 and self._token is not None:
+            self._token = None  # ours may have expired: once more with a fresh one
+            response = self._get_with_token(path)
+        if not response.ok:
+            raise self._confirmed(api_error(response.status, response.text(), path.split("?")[0]))
+        return response.json()
+
+    def _get_with_token(self, path: str) -> APIResponse:
         assert self._context is not None
-        if self._token is None:
+        fresh = self._token is None
+        if fresh:
             self._token = str(self._session_answer().get("accessToken", ""))
         response = self._context.request.get(
             self._origin + path, headers={"Authorization": f"Bearer {self._token}"}
         )
-        if not response.ok:
-            if response.status == 401:
-                self._token = None  # stale: the next call asks for a fresh one
-            raise self._confirmed(api_error(response.status, response.text(), path.split("?")[0]))
-        return response.json()
+        if fresh and response.status == 401:
+            self._token = None  # even a fresh one is refused: ask again next time
+        return response
 
     def _fetch_task(self, task_id: str) -> dict[str, Any]:
         tasks = _tasks_in(self._api_get(f"/backend/video_gen/{task_id}"))
@@ -691,7 +718,7 @@ class SoraWebDriver:
         self._page = None
         self._submits.clear()
         self._task_news.clear()
-        self._following.clear()  # their deadlines start again with the next page
+        self._following.clear()  # after a failure, deadlines start again (_relaunch keeps them)
         self._options_on_page = None  # the site may remember them; we set them again
 
     def _artifact_base(self, label: str) -> Path:

@@ -52,8 +52,8 @@ from sora_watcher.watch import Intake
 
 BackendFactory = Callable[[], ImageBackend]
 QUEUE_POLL_SECONDS = 0.5  # how often an idle worker looks at the stop flag
-SESSION_CHECK_SECONDS = 2.0
-MAX_ACTIVE_INPUTS = 10  # how often a paused queue looks for a new session.json
+SESSION_CHECK_SECONDS = 2.0  # how often a paused queue looks for a new session.json
+MAX_ACTIVE_INPUTS = 10  # inputs at hand at once (some may wait for a retry)
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,7 @@ class Daemon:
         self.active: list[Journal] = []  # inputs in progress, in the order they came
         self.in_flight: list[tuple[Journal, Entry]] = []  # submitted, not finished yet
         self.landed: list[tuple[Journal, Entry]] = []  # finished on the site, not downloaded
+        self.held_stop: QueueStopError | None = None  # a pause held until `landed` is done
         self.concurrency = settings.concurrency  # lowered for a while by the site's limit
         self.retry_at: dict[int, float] = {}  # id(entry) -> when it may be tried again
         self.moves_inputs = True  # False for `generate`, which leaves its prompt file be
@@ -360,7 +361,7 @@ class Daemon:
 
     def send_what_fits(self) -> None:
         for journal, entry in self.open_entries():
-            if len(self.in_flight) >= self.concurrency:
+            if len(self.in_flight) >= self.concurrency or self.held_stop is not None:
                 return
             if not self.sendable(entry):
                 continue
@@ -383,14 +384,21 @@ class Daemon:
             logger.warning("{} while following tasks ({}); trying again", exc.name, exc.detail)
             self.wait(self.retry.wait_before(1))
             return
+        if not done:
+            return
         self.landed = [(j, e) for j, e in self.in_flight if e.task_id in done]
         self.in_flight = [(j, e) for j, e in self.in_flight if e.task_id not in done]
         # A finished task no longer counts against the site's limit: the next prompt goes out
-        # first, so that its generation runs while this one's image comes down.
+        # first, so that its generation runs while this one's image comes down. What would
+        # stop the queue waits until the images already paid for are down.
         self.send_what_fits()
         while self.landed:
             journal, entry = self.landed.pop(0)
             self.attempt(journal, entry, partial(self.download, journal, entry))
+        if self.held_stop is not None:
+            error, self.held_stop = self.held_stop, None
+            self.publish_in_order()  # images already paid for, in images/ before a long pause
+            self.pause(error)
 
     def publish_in_order(self) -> None:
         """Images go to images/ in input order and prompt order, so the log keeps it too."""
@@ -418,10 +426,10 @@ class Daemon:
             self.retry_at.pop(id(entry), None)
             self.fail_entry(journal, entry, exc)
         except ConcurrencyLimited as exc:
-            if not self.in_flight:
+            if not self.in_flight and not self.landed:
                 self.pause(exc)
                 return
-            self.concurrency = len(self.in_flight)
+            self.concurrency = max(1, len(self.in_flight))  # a landed task may still count
             self.retry_at[id(entry)] = time.monotonic() + self.retry.delay
             logger.warning("{}: {} in flight at most for now", exc.detail, self.concurrency)
         except TransientError as exc:
@@ -443,7 +451,10 @@ class Daemon:
                 delay,
             )
         except QueueStopError as exc:
-            self.pause(exc)
+            if self.landed:
+                self.held_stop = self.held_stop or exc
+            else:
+                self.pause(exc)
 
     def fail_entry(self, journal: Journal, entry: Entry, error: SoraError) -> None:
         entry.state = PromptState.FAILED

@@ -232,8 +232,9 @@ class Journal:
 
 
 def encode(record: dict[str, Any]) -> bytes:
-    """One line of compact JSON (json's fast C encoder); newlines in strings are escaped."""
-    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+    """One line of compact JSON (json's fast C encoder); newlines in strings are escaped, and
+    so is all that is not ASCII: a lone surrogate from a JSON input has no UTF-8 form."""
+    text = json.dumps(record, separators=(",", ":"), default=str)
     return (text + "\n").encode("utf-8")
 
 

@@ -34,6 +34,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
+from watchdog.utils import UnsupportedLibcError
 
 from sora_watcher.folders import is_ignored
 
@@ -53,6 +54,15 @@ TICK_SECONDS = 0.2  # how often quiet candidates are looked at
 POLL_SECONDS = 1.0  # the polling observer's interval
 PROBE = f".sora-watcher-probe-{os.getpid()}"  # a hidden name: never taken for an input
 PROBE_WAIT_SECONDS = 10.0
+
+
+def _inotify_observer() -> BaseObserver:
+    """inotify with full events; watchdog's own fallback where the C library lacks inotify."""
+    try:
+        from watchdog.observers.inotify import InotifyObserver
+    except UnsupportedLibcError:
+        return Observer()
+    return InotifyObserver(generate_full_events=True)
 
 
 def _path(raw: str | bytes) -> Path:
@@ -170,9 +180,7 @@ class Intake:
         if self.polling:
             observer = PollingObserver(timeout=POLL_SECONDS)
         elif INOTIFY:
-            from watchdog.observers.inotify import InotifyObserver  # imports on Linux only
-
-            observer = InotifyObserver(generate_full_events=True)
+            observer = _inotify_observer()
         else:
             observer = Observer()
         observer.schedule(handler, str(self.inbox), recursive=False)

@@ -236,15 +236,14 @@ def test_a_journal_in_the_old_format_still_loads_and_goes_on(tmp_path: Path) -> 
 
 
 def stopped_after_the_first_line(tmp_path: Path) -> Path:
-    """An input whose line 1 was submitted (its task id written; the next prompt goes out
-    before an image is downloaded) and line 2 was being submitted when the queue stopped."""
+    """An input whose line 1 is done and line 2 was being submitted when the queue stopped."""
     daemon = make_daemon(tmp_path, ScriptedBackend({"b": [SessionExpired("null session")]}))
     daemon.folders.ensure()
     (daemon.folders.inbox / "in.txt").write_text("a\nb\n")
     daemon.run()
     path = Journal.path_for(daemon.folders.processing / "in.txt")
     states = [e.state for e in Journal.load(path).entries]
-    assert states == [PromptState.SUBMITTED, PromptState.SUBMITTING]
+    assert states == [PromptState.DONE, PromptState.SUBMITTING]
     assert len(lines_of(Journal.load(path))) > 1  # changes were appended
     return path
 

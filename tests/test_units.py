@@ -6,6 +6,7 @@ import io
 import os
 import re
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
+from playwright.sync_api import Error as PlaywrightError
 
 from sora_driver.backend import Generation, ImageFile, JobOptions
 from sora_driver.classify import api_error, finished_task_error
@@ -29,6 +31,7 @@ from sora_driver.errors import (
     TaskFailed,
 )
 from sora_driver.images import to_png
+from sora_driver.web import DriverConfig, Followed, SoraWebDriver
 from sora_watcher import logs
 from sora_watcher.config import ConfigError, resolve
 from sora_watcher.daemon import Daemon, RetryPolicy
@@ -343,6 +346,20 @@ def test_transient_errors_are_retried_then_succeed(tmp_path: Path) -> None:
     assert len(list(daemon.settings.images.glob("*.png"))) == 1
 
 
+def test_the_sites_limit_right_after_a_task_finished_is_not_a_pause(tmp_path: Path) -> None:
+    # The next prompt goes out before the finished task's image is downloaded; if the site
+    # still counts that task, its "too many" is a wait for a slot, not a stop of the queue.
+    backend = ScriptedBackend({"b": [ConcurrencyLimited("you already have 1 in progress")]})
+    daemon = make_daemon(tmp_path, backend)
+    daemon.folders.ensure()
+    (daemon.folders.inbox / "in.txt").write_text("a\nb\n")
+    daemon.run()
+    assert not daemon.stop.is_set(), "once stops on a pause"
+    assert backend.calls == ["a", "b", "b"]
+    assert (daemon.folders.processed / "in.txt").exists()
+    assert len(list(daemon.settings.images.glob("*.png"))) == 2
+
+
 def test_permanent_failure_keeps_the_other_images_and_explains(tmp_path: Path) -> None:
     backend = ScriptedBackend(
         {"bad": [ContentRejected("moderation terminal")], "slow": [GenerationTimeout("t")] * 3}
@@ -392,3 +409,60 @@ def test_a_reset_time_of_zero_does_not_become_a_tight_loop() -> None:
     body = '{"error": {"type": "rate_limit_exhausted", "access_resets_in_seconds": 0}}'
     error = api_error(429, body, "/backend/video_gen")
     assert isinstance(error, RateLimited) and error.resume_after == 5
+
+
+def follower(tmp_path: Path, answer: object) -> tuple[SoraWebDriver, Followed, list[str]]:
+    """A driver (never opened) following one task 2 s old, whose task-list look answers this."""
+    driver = SoraWebDriver(DriverConfig("http://127.0.0.1:9", tmp_path / "session.json"))
+    now = time.monotonic()
+    followed = Followed(started=now - 2.0, deadline=now + 60, news_at=now - 2.0)
+    driver._following["task_1"] = followed
+    asked: list[str] = []
+
+    def api_get(path: str) -> object:
+        asked.append(path)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    driver._api_get = api_get  # type: ignore[method-assign]
+    return driver, followed, asked
+
+
+def test_a_look_at_the_task_list_sees_a_finished_task_and_learns_its_duration(
+    tmp_path: Path,
+) -> None:
+    listing = {"task_responses": [{"id": "task_1", "status": "succeeded", "generations": []}]}
+    driver, followed, asked = follower(tmp_path, listing)
+    driver._look_if_due(["task_1"])
+    assert asked == ["/backend/v2/list_tasks?limit=20"]
+    assert followed.task["status"] == "succeeded"
+    assert list(driver._recent) == [pytest.approx(2.0, abs=0.5)]
+
+
+def test_no_look_before_half_the_shortest_generation_seen(tmp_path: Path) -> None:
+    driver, _, asked = follower(tmp_path, {"task_responses": []})
+    driver._recent.append(10.0)
+    driver._look_if_due(["task_1"])
+    assert asked == []
+    assert driver._next_look == pytest.approx(time.monotonic() + 3.0, abs=0.5)
+
+
+@pytest.mark.parametrize(
+    ("error", "backoff"),
+    [
+        (RateLimited("429 on the task list", resume_after=30.0), 30.0),
+        (PlaywrightError("net::ERR_CONNECTION_RESET"), 2.0),
+        (ValueError("not JSON"), 2.0),
+        (Overloaded("503 heavy_load"), 2.0),
+    ],
+)
+def test_a_failed_look_stops_nothing_and_slows_the_looks(
+    tmp_path: Path, error: Exception, backoff: float
+) -> None:
+    driver, followed, asked = follower(tmp_path, error)
+    driver._look_if_due(["task_1"])  # no exception: the queue goes on
+    assert len(asked) == 1 and followed.error is None and followed.task == {}
+    assert driver._next_look == pytest.approx(time.monotonic() + backoff, abs=0.5)
+    driver._look_if_due(["task_1"])
+    assert len(asked) == 1, "not asked again before the backoff"

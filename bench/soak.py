@@ -229,15 +229,15 @@ def run(quick: bool, log: Log, generations: int | None = None) -> Result:
         ],
         trend,
         title="Flat? The first fifth of the soak against the last fifth (each spans "
-        "several browser-context recycles), and the least-squares trend over the soak",
+        "several browser restarts), and the least-squares trend over the soak",
     )
     notes = [
         f"{generations} generations in {elapsed:.0f} s ({elapsed / generations:.2f} s each), "
         f"in inputs of {per_input} prompts; memory sampled every second from /proc "
         f"({len(samples)} samples). RSS sums count shared pages once per process; PSS "
         "shares them out and is the fairer total for Chromium.",
-        f"`SORA_RECYCLE_AFTER` = {recycle} (default; the browser context is recycled every "
-        f"{recycle} jobs)"
+        f"`SORA_RECYCLE_AFTER` = {recycle} (default): the browser, its context and "
+        f"Playwright's driver are restarted every {recycle} jobs"
         if recycle is not None
         else "`SORA_RECYCLE_AFTER` is not a setting of this daemon yet: one browser context "
         "for the whole run.",

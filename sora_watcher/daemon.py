@@ -328,6 +328,11 @@ class Daemon:
             self.sendable(entry) for _, entry in self.open_entries()
         )
 
+    def take_waiting_inputs(self) -> None:
+        """Open the inputs already waiting in the queue, as long as they are wanted."""
+        while self.wants_input() and (ready := self.intake.get(0.0)) is not None:
+            self.open_input(ready)
+
     def open_entries(self) -> Iterator[tuple[Journal, Entry]]:
         """The entries at hand, each journal's from its first unfinished one on: those before
         are done with, and skipping them keeps a round's cost from growing with the input."""
@@ -389,8 +394,10 @@ class Daemon:
         self.landed = [(j, e) for j, e in self.in_flight if e.task_id in done]
         self.in_flight = [(j, e) for j, e in self.in_flight if e.task_id not in done]
         # A finished task no longer counts against the site's limit: the next prompt goes out
-        # first, so that its generation runs while this one's image comes down. What would
-        # stop the queue waits until the images already paid for are down.
+        # first (from the next input, if this one has no more), so that its generation runs
+        # while this one's image comes down. What would stop the queue waits until the images
+        # already paid for are down.
+        self.take_waiting_inputs()
         self.send_what_fits()
         while self.landed:
             journal, entry = self.landed.pop(0)

@@ -303,10 +303,12 @@ class ScriptedBackend:
     def __init__(self, errors: dict[str, list[SoraError]]) -> None:
         self.errors = errors
         self.calls: list[str] = []
+        self.events: list[str] = []  # submits and collects, in order
         self.prompts: dict[str, str] = {}
 
     def submit(self, prompt: str, options: JobOptions) -> str:
         self.calls.append(prompt)
+        self.events.append(f"submit {prompt}")
         pending = self.errors.get(prompt, [])
         if pending:
             raise pending.pop(0)
@@ -318,6 +320,7 @@ class ScriptedBackend:
         return task_ids
 
     def collect(self, task_id: str, options: JobOptions) -> Generation:
+        self.events.append(f"collect {self.prompts[task_id]}")
         image = ImageFile(b"\x89PNG fake " + task_id.encode(), 1, 1, "http://x/full.png", "PNG")
         return Generation(task_id, [image])
 
@@ -358,6 +361,26 @@ def test_the_sites_limit_right_after_a_task_finished_is_not_a_pause(tmp_path: Pa
     assert backend.calls == ["a", "b", "b"]
     assert (daemon.folders.processed / "in.txt").exists()
     assert len(list(daemon.settings.images.glob("*.png"))) == 2
+
+
+def test_the_next_input_is_sent_before_the_finished_image_is_downloaded(tmp_path: Path) -> None:
+    # One prompt per file is how pipelines feed the daemon: the next file's generation must
+    # run while the last one's image comes down, as it does for the lines of one file.
+    backend = ScriptedBackend({})
+    daemon = make_daemon(tmp_path, backend)
+    daemon.folders.ensure()
+    for name in ("1.txt", "2.txt", "3.txt"):
+        (daemon.folders.inbox / name).write_text(f"prompt {name}\n")
+    daemon.run()
+    assert backend.events == [
+        "submit prompt 1.txt",
+        "submit prompt 2.txt",
+        "collect prompt 1.txt",
+        "submit prompt 3.txt",
+        "collect prompt 2.txt",
+        "collect prompt 3.txt",
+    ]
+    assert len(list(daemon.folders.processed.iterdir())) == 3
 
 
 def test_permanent_failure_keeps_the_other_images_and_explains(tmp_path: Path) -> None:

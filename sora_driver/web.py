@@ -28,7 +28,6 @@ from urllib.parse import urljoin, urlsplit
 
 from loguru import logger
 from playwright.sync_api import (
-    APIResponse,
     Browser,
     BrowserContext,
     Locator,
@@ -273,15 +272,12 @@ class SoraWebDriver:
         """Close what is left of the browser and launch a new one. Tasks in flight live on
         the site, not in the browser: they are followed on from the new page, deadlines kept.
         """
-        following, submitted_at = dict(self._following), dict(self._submitted_at)
-        self._page_needs_reload()
+        self._forget_page()
         self.close()
         try:
             self.open()
         except BrowserNotFound as exc:  # removed under a running daemon: say so, retry later
             raise PageError(str(exc)) from None
-        finally:
-            self._following, self._submitted_at = following, submitted_at
 
     # -- session ----------------------------------------------------------------------------
 
@@ -607,12 +603,16 @@ class SoraWebDriver:
             backoff = getattr(exc, "resume_after", None) or MAX_LOOK_SECONDS
             self._next_look = time.monotonic() + backoff
             return
-        for task in _tasks_in(listing):
-            if (listed := self._following.get(str(task.get("id")))) is not None:
-                self._take_news(listed, task)
+        self._take_listing(listing)
         self._next_look = time.monotonic() + min(
             max(LOOK_SHARE * age, MIN_LOOK_SECONDS), MAX_LOOK_SECONDS
         )
+
+    def _take_listing(self, body: Any) -> None:
+        """The newest state of the tasks we follow, from a task list (or a single task)."""
+        for task in _tasks_in(body):
+            if (followed := self._following.get(str(task.get("id")))) is not None:
+                self._take_news(followed, task)
 
     def _take_news(self, followed: Followed, task: dict[str, Any]) -> None:
         now, status = time.monotonic(), task.get("status")
@@ -638,32 +638,26 @@ class SoraWebDriver:
                 body = response.json()
             except (PlaywrightError, ValueError):
                 continue
-            for task in _tasks_in(body):
-                followed = self._following.get(str(task.get("id")))
-                if followed is not None:
-                    self._take_news(followed, task)
+            self._take_listing(body)
 
     def _api_get(self, path: str) -> Any:
         """A ``/backend`` call made the way the page makes it, with the session's bearer token."""
-        response = self._get_with_token(path)
-        if response.status == 401 and self._token is not None:
-            self._token = None  # ours may have expired: once more with a fresh one
-            response = self._get_with_token(path)
+        assert self._context is not None
+        while True:
+            fresh = self._token is None
+            if fresh:
+                self._token = str(self._session_answer().get("accessToken", ""))
+            response = self._context.request.get(
+                self._origin + path, headers={"Authorization": f"Bearer {self._token}"}
+            )
+            if response.status != 401:
+                break
+            self._token = None  # expired: a cached one is tried once more with a fresh one
+            if fresh:
+                break
         if not response.ok:
             raise self._confirmed(api_error(response.status, response.text(), path.split("?")[0]))
         return response.json()
-
-    def _get_with_token(self, path: str) -> APIResponse:
-        assert self._context is not None
-        fresh = self._token is None
-        if fresh:
-            self._token = str(self._session_answer().get("accessToken", ""))
-        response = self._context.request.get(
-            self._origin + path, headers={"Authorization": f"Bearer {self._token}"}
-        )
-        if fresh and response.status == 401:
-            self._token = None  # even a fresh one is refused: ask again next time
-        return response
 
     def _fetch_task(self, task_id: str) -> dict[str, Any]:
         tasks = _tasks_in(self._api_get(f"/backend/video_gen/{task_id}"))
@@ -723,13 +717,17 @@ class SoraWebDriver:
     # -- diagnosis --------------------------------------------------------------------------
 
     def _page_needs_reload(self) -> None:
+        """After a failure: a new page next time, and the tasks' deadlines start again."""
+        self._forget_page()
+        self._following.clear()
+
+    def _forget_page(self) -> None:
         if self._page is not None:
             with contextlib.suppress(PlaywrightError):
                 self._page.close()
         self._page = None
         self._submits.clear()
         self._task_news.clear()
-        self._following.clear()  # after a failure, deadlines start again (_relaunch keeps them)
         self._options_on_page = None  # the site may remember them; we set them again
 
     def _artifact_base(self, label: str) -> Path:

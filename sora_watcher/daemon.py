@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from itertools import chain
 from pathlib import Path
 
 from loguru import logger
@@ -346,7 +347,7 @@ class Daemon:
         return (waiting or resumed) and self.retry_at.get(id(entry), 0.0) <= time.monotonic()
 
     def flying(self, entry: Entry) -> bool:
-        return any(flying is entry for _, flying in self.in_flight + self.landed)
+        return any(flying is entry for _, flying in chain(self.in_flight, self.landed))
 
     def work(self) -> None:
         """One round: send what fits, collect what finished, publish in order."""

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from sora_standin import make_storage_state
 
@@ -355,7 +355,28 @@ class Output:
         return f"{why}; last output lines:\n{tail}"
 
 
-class StandInProcess:
+StoppedT = TypeVar("StoppedT", bound="StoppedOnExit")
+
+
+class StoppedOnExit:
+    """``with`` support for the processes below: ``stop()`` on the way out, whatever happened."""
+
+    def stop(self) -> int | None:
+        raise NotImplementedError
+
+    def __enter__(self: StoppedT) -> StoppedT:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class StandInProcess(StoppedOnExit):
     """``python -m sora_standin --port 0 --delay D``, its URL read from its first line."""
 
     def __init__(self, delay: float) -> None:
@@ -397,17 +418,6 @@ class StandInProcess:
         _end_group(self.process)
         self.output.finish()
 
-    def __enter__(self) -> StandInProcess:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 @contextlib.contextmanager
 def home_folder(label: str, base_url: str | None, keep: bool = False) -> Iterator[Path]:
@@ -440,22 +450,28 @@ def daemon_env(home: Path, base_url: str | None, **extra: str) -> dict[str, str]
     return env
 
 
-class DaemonProcess:
+def spawn_watcher(home: Path, env: dict[str, str], args: tuple[str, ...]) -> subprocess.Popen[str]:
+    """``python watcher.py <args>`` in a home folder, in a process group of its own (so that
+    its Chromium can be ended with it), output and errors on one pipe."""
+    return subprocess.Popen(
+        [PYTHON, str(ROOT / "watcher.py"), *args],
+        cwd=home,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        start_new_session=True,
+    )
+
+
+class DaemonProcess(StoppedOnExit):
     """``python watcher.py <command>`` in a home folder, in a process group of its own."""
 
     def __init__(self, home: Path, env: dict[str, str], *args: str) -> None:
         self.home = home
         self.started = time.perf_counter()
-        self.process = subprocess.Popen(
-            [PYTHON, str(ROOT / "watcher.py"), *args],
-            cwd=home,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            encoding="utf-8",
-            start_new_session=True,
-        )
+        self.process = spawn_watcher(home, env, args)
         self.output = Output(self.process)
         self.max_rss_kib = 0  # ru_maxrss from wait4, once the process has ended
 
@@ -511,30 +527,10 @@ class DaemonProcess:
         self.output.finish()
         return code
 
-    def __enter__(self) -> DaemonProcess:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 def run_to_end(home: Path, env: dict[str, str], *args: str, timeout: float) -> tuple[int, str]:
     """A short-lived ``watcher.py`` command: its exit status and output."""
-    process = subprocess.Popen(
-        [PYTHON, str(ROOT / "watcher.py"), *args],
-        cwd=home,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        encoding="utf-8",
-        start_new_session=True,
-    )
+    process = spawn_watcher(home, env, args)
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -146,6 +146,15 @@ def write_atomically(path: Path, data: bytes, durable: bool = True) -> None:
     temporary.replace(path)
 
 
+def fsync_folder(folder: Path) -> None:
+    """Make the renames and links done in ``folder`` survive a power cut."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True)
 class Folders:
     inbox: Path

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from sora_driver.backend import JobOptions
-from sora_watcher.folders import write_atomically
+from sora_watcher.folders import fsync_folder, write_atomically
 from sora_watcher.inputs import Prompt
 
 SUFFIX = ".state.json"
@@ -259,14 +259,6 @@ def append_durably(path: Path, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
         os.fsync(fd)
     finally:
         os.close(fd)

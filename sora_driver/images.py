@@ -1,12 +1,25 @@
-"""Checking what was downloaded really is the image, and storing it as PNG."""
+"""Fetching the image files, checking they really are the image, and storing them as PNG."""
 
 from __future__ import annotations
 
 import io
+import urllib.request
 
 from PIL import Image, UnidentifiedImageError
 
 from sora_driver.errors import DownloadFailed
+
+
+def fetch(url: str, user_agent: str, timeout: float) -> bytes:
+    """The body of ``url``, fetched without the browser. Raises ``urllib.error.HTTPError`` on
+    an error status, ``OSError`` or ``http.client.HTTPException`` when the transfer fails."""
+    headers = {"Accept": "image/png,image/*;q=0.8"}
+    if user_agent:
+        headers["User-Agent"] = user_agent
+    with urllib.request.urlopen(
+        urllib.request.Request(url, headers=headers), timeout=timeout
+    ) as answer:
+        return bytes(answer.read())
 
 
 def to_png(data: bytes, url: str) -> tuple[bytes, int, int, str]:

@@ -53,36 +53,38 @@ def describe(candidates: list[Candidate]) -> str:
     return "; ".join(", ".join(f"{k}={v!r}" for k, v in c.items()) for c in candidates)
 
 
+def _anyone(locators: list[Locator]) -> Locator:
+    anyone = locators[0]
+    for other in locators[1:]:
+        anyone = anyone.or_(other)
+    return anyone
+
+
 def find(page: Page, element: str, candidates: list[Candidate], timeout_ms: float) -> Locator:
     """The first visible match of the first candidate that has one.
 
     Waits (on the page's own events, through Playwright) until any candidate is visible,
     then prefers candidates in profile order, because a late, generic CSS candidate may
-    match something else too.
+    match something else too. What it returns stays "the first visible match of that
+    candidate" each time it is used, however the page re-renders it.
     """
-    locators = [to_locator(page, c) for c in candidates]
-    anyone = locators[0]
-    for other in locators[1:]:
-        anyone = anyone.or_(other)
+    visible = [to_locator(page, c).filter(visible=True) for c in candidates]
+    anyone = _anyone(visible)
     try:
-        anyone.first.wait_for(state="visible", timeout=timeout_ms)
+        anyone.first.wait_for(timeout=timeout_ms)
     except PlaywrightTimeout:
         raise ElementNotFound(
             f"{element}: no visible match on {page.url} after {timeout_ms / 1000:.0f}s; "
             f"tried {describe(candidates)}"
         ) from None
-    for locator in locators:
-        for index in range(locator.count()):
-            if locator.nth(index).is_visible():
-                return locator.nth(index)
-    return anyone.first
+    return next((locator.first for locator in visible if locator.count()), anyone.first)
 
 
 def visible_now(page: Page, candidates: list[Candidate]) -> Locator | None:
     """A visible match right now, without waiting (for optional things such as pop-ups)."""
-    for candidate in candidates:
-        locator = to_locator(page, candidate)
-        for index in range(locator.count()):
-            if locator.nth(index).is_visible():
-                return locator.nth(index)
-    return None
+    if not candidates:
+        return None
+    visible = [to_locator(page, c).filter(visible=True) for c in candidates]
+    if not _anyone(visible).count():  # one round trip in the usual case: nothing there
+        return None
+    return next((locator.first for locator in visible if locator.count()), None)

@@ -16,12 +16,17 @@ import ctypes
 import gc
 import hashlib
 import json
+import math
 import threading
 import time
+import urllib.error
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -58,25 +63,30 @@ from sora_driver.errors import (
     SoraError,
     TransientError,
 )
-from sora_driver.images import to_png
+from sora_driver.images import fetch, to_png
 
 FINISHED = {"succeeded", "failed", "cancelled"}
 SLICE_SECONDS = 0.5  # longest time between two looks at the stop flag
 QUIET_POLL_SECONDS = 5.0  # with no news of a task for this long, ask the backend for it by id
 TASK_LIST = "/backend/v2/list_tasks?limit=20"
-# Looks of our own at the task list: from half the shortest generation seen lately, then
-# every 5 % of the oldest task's age (0.1 s to 2 s), so that a finished task is seen within a
-# few per cent of its own duration. One look covers every task in flight; a 2 s generation
-# costs about 10 of them, a 30 s one about 20 (75 before any generation was seen).
-FIRST_LOOK_SHARE = 0.5
+# Looks of our own at the task list. Each task is first looked for when it has run as long as
+# the quickest quarter of the last generations (one that ends sooner is still seen by the
+# page's own polling), then every 5 % of its age (0.05 s to 2 s): a finished task is seen
+# within a few per cent of its own duration. One look covers every task in flight; a task
+# that ends on time costs one or two, one that runs 50 % late about ten (about 90 in all
+# for a 30 s one before any generation was seen). Not the quickest one: its measure holds
+# the luck of its own timing, and looks timed on it would come a little early for most.
 LOOK_SHARE = 0.05
-MIN_LOOK_SECONDS = 0.1
+MIN_LOOK_SECONDS = 0.05
 MAX_LOOK_SECONDS = 2.0
 RECENT_GENERATIONS = 20
 MIN_WAIT_SECONDS = 0.01  # a Playwright timeout of 0 would mean no timeout at all
 LOGIN_MARKERS = ("/login", "/auth/", "auth.openai.com")
 MAX_UNREAD_NEWS = 50
 BUTTON_WAIT_MS = 3000  # the composer is there: the rest of the form is, or is not
+# The composer found before on the same page is filled at once; if it does not take the
+# prompt within this time, the page has changed and it is looked for afresh.
+KNOWN_ELEMENT_MS = 1000
 CLICK_TIMEOUT_MS = 10000
 RESEND_GRACE_SECONDS = 2.0
 CLOCK_SLACK_SECONDS = 30.0  # our clock and the site's may disagree a little
@@ -110,7 +120,33 @@ class Followed:
     news_at: float  # when we last heard of it
     task: dict[str, Any] = field(default_factory=dict)
     error: SoraError | None = None  # asking for it failed: collect() raises this
+    looked_at: float = -math.inf  # time.monotonic() of our last own look at the task list
     timed: bool = True  # we saw it start: its duration tells how long generations take
+
+
+def in_background(call: Callable[[], bytes]) -> Future[bytes]:
+    """``call`` run on a thread of its own: a daemon thread, so that a download under way
+    never holds up the end of the process."""
+    future: Future[bytes] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(call())
+        except Exception as exc:  # handed over to whoever asks for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="download", daemon=True).start()
+    return future
+
+
+def look_due(followed: Followed, expected: float) -> float:
+    """When a task wants a look of our own: once it has run ``expected`` seconds, then every
+    ``LOOK_SHARE`` of its age after the last look."""
+    first = followed.started + expected
+    if followed.looked_at < first:
+        return first
+    age = followed.looked_at - followed.started
+    return followed.looked_at + min(max(LOOK_SHARE * age, MIN_LOOK_SECONDS), MAX_LOOK_SECONDS)
 
 
 def _is_submit(request: Request) -> bool:
@@ -191,9 +227,15 @@ class SoraWebDriver:
         self._following: dict[str, Followed] = {}
         self._jobs_in_browser = 0
         self._token: str | None = None  # the session's bearer token, asked for once per context
-        self._next_look = 0.0  # time.monotonic() of our next own look at the task list
+        self._looks_resume_at = 0.0  # time.monotonic(); after a failed look, a pause
         self._recent: deque[float] = deque(maxlen=RECENT_GENERATIONS)  # seconds, succeeded
         self._options_on_page: JobOptions | None = None  # last chosen in the settings menu
+        # The composer and the create button found on the current page (None: no button,
+        # Enter submits), so that each prompt does not look for them again.
+        self._found: dict[str, Locator | None] = {}
+        self._direct_downloads = True  # until the image host refuses a client without cookies
+        self._prefetched: dict[str, Future[bytes]] = {}  # full-size URL -> its download
+        self._user_agent = ""  # the browser's, for the downloads made without it
         self._clicked_at = 0.0
         self._step = 0
 
@@ -253,7 +295,9 @@ class SoraWebDriver:
         """A new browser every ``recycle_after`` jobs keeps memory flat over weeks.
 
         The whole of it: a fresh context alone left Playwright's own driver process growing
-        (about 9 MB per 100 jobs).
+        (about 9 MB per 100 jobs). Done when following tasks if any are in flight, since
+        they go on running on the site while the browser starts (about 2 s); else before
+        the next submission.
         """
         due = self.config.recycle_after and self._jobs_in_browser >= self.config.recycle_after
         if due:
@@ -403,6 +447,7 @@ class SoraWebDriver:
             return self._page
         assert self._context is not None
         page = self._context.new_page()
+        self._found.clear()  # they were the old page's
         page.on("requestfinished", self._on_finished)
         self._debug_step(page, "open")
         try:
@@ -411,6 +456,7 @@ class SoraWebDriver:
             page.close()
             raise PageError(f"could not load {self.config.base_url}: {_said(exc)}") from None
         self._page = page
+        self._user_agent = self._user_agent or str(page.evaluate("navigator.userAgent"))
         parts = urlsplit(page.url)
         self._origin = f"{parts.scheme}://{parts.netloc}"  # the site may have redirected us
         self._check_page_state(page)
@@ -444,10 +490,14 @@ class SoraWebDriver:
 
     def _submit(self, page: Page, prompt: str, options: JobOptions) -> str:
         self._dismiss_popups(page)
-        timeout_ms = self.config.page_timeout * 1000
-        composer = locate.find(page, "composer", self.selectors["composer"], timeout_ms)
+        page_timeout_ms = self.config.page_timeout * 1000
+        composer = self._found.get("composer") or self._find(page, "composer", page_timeout_ms)
         self._choose_options(page, options)
-        composer.fill(prompt)
+        try:
+            composer.fill(prompt, timeout=KNOWN_ELEMENT_MS)
+        except PlaywrightTimeout:  # the page changed since it was found: look again
+            composer = self._find(page, "composer", page_timeout_ms)
+            composer.fill(prompt)
         self._debug_step(page, "typed")
         self._submits.clear()
         self._clicked_at = time.monotonic()
@@ -478,23 +528,40 @@ class SoraWebDriver:
             return answers[-1]
         return None
 
+    def _find(self, page: Page, element: str, timeout_ms: float) -> Locator:
+        found = locate.find(page, element, self.selectors[element], timeout_ms)
+        self._found[element] = found
+        return found
+
     def _press_create(self, page: Page, composer: Locator) -> None:
         """Click the create button as a user would; with none on the page, Enter submits."""
-        candidates = self.selectors["create_button"]
-        try:
-            button = locate.find(page, "create button", candidates, BUTTON_WAIT_MS)
-        except ElementNotFound:
-            logger.debug("no create button found; pressing Enter in the composer")
-            composer.press("Enter")
-            return
-        try:
-            button.click(timeout=CLICK_TIMEOUT_MS)
-        except PlaywrightTimeout:
-            if self._submits:
-                return  # the click went through after all: a second one would pay twice
-            # Something covers it (a pop-up that came late): clear the way and try once more.
-            self._dismiss_popups(page)
-            button.click(timeout=CLICK_TIMEOUT_MS)
+        for last_try in (False, True):
+            button = self._create_button(page)
+            if button is None:
+                logger.debug("no create button on the page; pressing Enter in the composer")
+                composer.press("Enter")
+                return
+            try:
+                button.click(timeout=CLICK_TIMEOUT_MS)
+                return
+            except PlaywrightTimeout:
+                if self._submits:
+                    return  # the click went through after all: a second one would pay twice
+                if last_try:
+                    raise
+                # Something covers it (a pop-up that came late), or the page changed since
+                # it was found: clear the way, look for it again and try once more.
+                self._dismiss_popups(page)
+                del self._found["create_button"]
+
+    def _create_button(self, page: Page) -> Locator | None:
+        """The create button found on this page before, or found now; None: the page has none."""
+        if "create_button" not in self._found:
+            try:
+                self._find(page, "create_button", BUTTON_WAIT_MS)
+            except ElementNotFound:
+                self._found["create_button"] = None
+        return self._found["create_button"]
 
     def _choose_options(self, page: Page, options: JobOptions) -> None:
         """Aspect ratio and variations through the page's settings menu, when it has one.
@@ -541,6 +608,7 @@ class SoraWebDriver:
         a task the page has said nothing about for a while is asked for directly.
         """
         self._ensure_browser()
+        self._recycle_if_due()  # best while tasks are in flight: they go on meanwhile
         self._composer_page()  # its own polling tells us when tasks are done
         now = time.monotonic()
         for task_id in task_ids:
@@ -567,7 +635,8 @@ class SoraWebDriver:
                     done.append(task_id)
             if done or now >= until:
                 return done
-            self._wait_for_network(min(SLICE_SECONDS, until - now, self._next_look - now))
+            next_look = self._next_look_at(task_ids)
+            self._wait_for_network(min(SLICE_SECONDS, until - now, next_look - now))
 
     def _refresh(self, followed: Followed, task_id: str) -> None:
         """Ask for one task directly. An error about this task alone (unknown id, odd answer)
@@ -578,21 +647,25 @@ class SoraWebDriver:
             followed.error = exc
             followed.news_at = time.monotonic()
 
-    def _look_if_due(self, task_ids: list[str]) -> None:
-        """Look at the task list ourselves if a task we wait for may have finished unseen."""
-        now = time.monotonic()
-        waiting = [
+    def _waiting(self, task_ids: list[str]) -> list[Followed]:
+        """The followed tasks among these that are not known to be over."""
+        return [
             followed
             for task_id in task_ids
             if (followed := self._following[task_id]).error is None
             and followed.task.get("status") not in FINISHED
         ]
-        if not waiting or now < self._next_look:
-            return
-        age = now - min(followed.started for followed in waiting)
-        first_look = FIRST_LOOK_SHARE * min(self._recent, default=0.0)
-        if age < first_look:
-            self._next_look = now + first_look - age
+
+    def _next_look_at(self, task_ids: list[str]) -> float:
+        """When one of these tasks next wants a look of our own (``time.monotonic()``)."""
+        expected = sorted(self._recent)[len(self._recent) // 4] if self._recent else 0.0
+        due = min((look_due(f, expected) for f in self._waiting(task_ids)), default=math.inf)
+        return max(due, self._looks_resume_at)
+
+    def _look_if_due(self, task_ids: list[str]) -> None:
+        """Look at the task list ourselves if a task we wait for may have finished unseen."""
+        now = time.monotonic()
+        if now < self._next_look_at(task_ids):
             return
         try:
             listing = self._api_get(TASK_LIST)
@@ -601,12 +674,11 @@ class SoraWebDriver:
             # the page's own polling and the look-up by id remain.
             logger.debug("no look at the task list: {}", _reason(exc))
             backoff = getattr(exc, "resume_after", None) or MAX_LOOK_SECONDS
-            self._next_look = time.monotonic() + backoff
+            self._looks_resume_at = time.monotonic() + backoff
             return
+        for followed in self._waiting(task_ids):
+            followed.looked_at = now
         self._take_listing(listing)
-        self._next_look = time.monotonic() + min(
-            max(LOOK_SHARE * age, MIN_LOOK_SECONDS), MAX_LOOK_SECONDS
-        )
 
     def _take_listing(self, body: Any) -> None:
         """The newest state of the tasks we follow, from a task list (or a single task)."""
@@ -618,8 +690,10 @@ class SoraWebDriver:
         now, status = time.monotonic(), task.get("status")
         if status != followed.task.get("status"):
             logger.debug("{}: {} ({})", task.get("id"), status, task.get("progress_pct"))
-            if status == "succeeded" and followed.timed:
-                self._recent.append(now - followed.started)
+            if status == "succeeded":
+                self._prefetch(task)
+                if followed.timed:
+                    self._recent.append(now - followed.started)
         followed.task, followed.news_at = task, now
 
     def _read_task_news(self) -> None:
@@ -665,21 +739,31 @@ class SoraWebDriver:
             raise PageError(f"/backend/video_gen/{task_id} did not answer with a task")
         return tasks[0]
 
-    def _download(self, generation: dict[str, Any]) -> ImageFile:
-        assert self._context is not None
+    def _full_size_url(self, generation: dict[str, Any]) -> str | None:
         url = generation.get("url") or (generation.get("encodings") or {}).get("source", {}).get(
             "path"
         )
-        if not url:
+        return urljoin(self._origin + "/", str(url)) if url else None
+
+    def _prefetch(self, task: dict[str, Any]) -> None:
+        """Start downloading a finished task's images at once, off the browser's thread: the
+        daemon sends its next prompt first, and they come down meanwhile."""
+        for generation in task.get("generations") or []:
+            url = self._full_size_url(generation)
+            if self._direct_downloads and url is not None and url not in self._prefetched:
+                timeout = self.config.page_timeout
+                self._prefetched[url] = in_background(
+                    partial(fetch, url, self._user_agent, timeout)
+                )
+
+    def _download(self, generation: dict[str, Any]) -> ImageFile:
+        url = self._full_size_url(generation)
+        if url is None:
             raise DownloadFailed(f"generation {generation.get('id')} has no full-size URL")
-        url = urljoin(self._origin + "/", str(url))
-        try:
-            response = self._context.request.get(url)
-            data = response.body()
-        except PlaywrightError as exc:
-            raise DownloadFailed(f"{_short(url)}: {_said(exc)}") from None
-        if not response.ok:
-            raise DownloadFailed(f"{_short(url)}: HTTP {response.status}")
+        prefetched = self._prefetched.pop(url, None)
+        data = self._fetch_direct(url, prefetched) if self._direct_downloads else None
+        if data is None:
+            data = self._fetch_through_browser(url)
         png, width, height, source_format = to_png(data, _short(url))
         expected = (generation.get("width"), generation.get("height"))
         if all(isinstance(v, int) for v in expected) and (width, height) != expected:
@@ -688,6 +772,40 @@ class SoraWebDriver:
                 f"{expected[0]}x{expected[1]}"
             )
         return ImageFile(png, width, height, _short(url), source_format)
+
+    def _fetch_direct(self, url: str, prefetched: Future[bytes] | None) -> bytes | None:
+        """The file at a signed URL, fetched without the browser: its signature is all the
+        credential it needs, and the trip through the browser's driver costs several times
+        as much. None when that did not work; a host that refuses it is not asked again."""
+        try:
+            if prefetched is not None:
+                return prefetched.result()
+            return fetch(url, self._user_agent, self.config.page_timeout)
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):  # it wants the browser's cookies (Cloudflare)
+                self._direct_downloads = False
+                logger.info(
+                    "{} refuses downloads outside the browser (HTTP {}); downloading "
+                    "through the browser from now on",
+                    urlsplit(url).netloc,
+                    exc.code,
+                )
+            else:
+                logger.debug("{}: HTTP {} without the browser; through it", _short(url), exc.code)
+        except (OSError, HTTPException, ValueError) as exc:
+            logger.debug("{}: {} without the browser; through it", _short(url), exc)
+        return None
+
+    def _fetch_through_browser(self, url: str) -> bytes:
+        assert self._context is not None
+        try:
+            response = self._context.request.get(url)
+            data = response.body()
+        except PlaywrightError as exc:
+            raise DownloadFailed(f"{_short(url)}: {_said(exc)}") from None
+        if not response.ok:
+            raise DownloadFailed(f"{_short(url)}: HTTP {response.status}")
+        return data
 
     # -- waiting ----------------------------------------------------------------------------
 
@@ -720,6 +838,7 @@ class SoraWebDriver:
         """After a failure: a new page next time, and the tasks' deadlines start again."""
         self._forget_page()
         self._following.clear()
+        self._prefetched.clear()  # (any still running ends on its own)
 
     def _forget_page(self) -> None:
         if self._page is not None:

@@ -15,6 +15,7 @@ A scenario is armed for the next N occurrences (or until cleared) and consumed a
     no_polling           the page stops polling after submitting the next tasks
     slow_cdn             full-size image downloads answer after `seconds` (default 5)
     truncated_image      full-size image downloads send half of the file
+    cdn_needs_cookies    full-size image downloads without any cookie answer 403
 
 When several scenarios could fire on one request (two refusals, two task outcomes), only the
 one armed first fires; the others wait for the next requests.
@@ -42,6 +43,7 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "phone_verification": {},
     "slow_cdn": {"seconds": 5.0},
     "truncated_image": {},
+    "cdn_needs_cookies": {},
     "webp_source": {},
     "no_polling": {},
 }

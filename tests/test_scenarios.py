@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from sora_driver.backend import JobOptions
+from sora_driver.web import DriverConfig, SoraWebDriver
 from sora_standin import StandIn
 from tests.conftest import Daemon, daemon_env, drop
 from tests.test_e2e import FAILURE_LINE, images_in, log_lines, run_once
@@ -69,6 +71,24 @@ def test_page_variants_still_give_the_image(
     assert daemon.process.returncode == 0, "\n".join(daemon.output)
     assert len(images_in(home)) == 1
     assert submissions_of(clean_standin, prompt) == 1
+
+
+def test_a_composer_that_changed_since_it_was_found_is_found_again(
+    home: Path, clean_standin: StandIn
+) -> None:
+    # The composer found for the first prompt is used again for the next ones. Here the page
+    # re-renders it with a new placeholder in between, which its first candidate no longer
+    # matches: the driver must look again (the profile's textarea candidate), not fail.
+    driver = SoraWebDriver(DriverConfig(clean_standin.base_url, home / "session.json"))
+    driver.open()
+    try:
+        driver.submit(f"{PROMPT} (before the change)", JobOptions())
+        assert driver._page is not None
+        driver._page.evaluate("document.querySelector('textarea').placeholder = 'Your idea'")
+        driver.submit(f"{PROMPT} (after the change)", JobOptions())
+    finally:
+        driver.close()
+    assert submissions_of(clean_standin, f"{PROMPT} (after the change)") == 1
 
 
 def test_aspect_ratio_and_variations_from_a_json_job(home: Path, clean_standin: StandIn) -> None:
@@ -175,6 +195,22 @@ def test_slow_or_unusual_answers_still_give_a_full_size_png(
         assert (picture.format, picture.size) == ("PNG", (1024, 1024))
     sidecar = json.loads(image.with_suffix(".json").read_text("utf-8"))
     assert sidecar["source_format"] == ("WEBP" if scenario == "webp_source" else "PNG")
+
+
+def test_an_image_host_that_wants_the_browsers_cookies_gets_them(
+    home: Path, clean_standin: StandIn
+) -> None:
+    # Images are fetched without the browser (their URL is signed); a host that refuses that
+    # is asked through the browser, with its cookies, for this image and every later one.
+    clean_standin.scenario("cdn_needs_cookies", count=3)
+    prompts = [f"{PROMPT} (host wants cookies {n})" for n in (1, 2)]
+    drop(home / "inbox", "prompt.txt", "\n".join(prompts) + "\n")
+    daemon = run_once(home, clean_standin, "once")
+    assert daemon.process.returncode == 0, "\n".join(daemon.output)
+    assert len(images_in(home)) == 2 and failures(home) == []
+    refused = [line for line in daemon.output if "refuses downloads outside the browser" in line]
+    assert len(refused) == 1, daemon.output
+    assert clean_standin.armed_scenarios()["cdn_needs_cookies"]["remaining"] == 2
 
 
 def run_daemon(home: Path, standin: StandIn, daemons: list[Daemon], **env: str) -> Daemon:

@@ -31,7 +31,7 @@ from sora_driver.errors import (
     TaskFailed,
 )
 from sora_driver.images import to_png
-from sora_driver.web import DriverConfig, Followed, SoraWebDriver
+from sora_driver.web import DriverConfig, Followed, SoraWebDriver, look_due
 from sora_watcher import logs
 from sora_watcher.config import ConfigError, resolve
 from sora_watcher.daemon import Daemon, RetryPolicy
@@ -463,12 +463,23 @@ def test_a_look_at_the_task_list_sees_a_finished_task_and_learns_its_duration(
     assert list(driver._recent) == [pytest.approx(2.0, abs=0.5)]
 
 
-def test_no_look_before_half_the_shortest_generation_seen(tmp_path: Path) -> None:
+def test_no_look_before_the_quickest_quarter_of_generations_would_end(tmp_path: Path) -> None:
     driver, _, asked = follower(tmp_path, {"task_responses": []})
-    driver._recent.append(10.0)
+    driver._recent.extend([12.0, 9.0, 30.0, 10.0, 13.0, 11.0])
     driver._look_if_due(["task_1"])
     assert asked == []
-    assert driver._next_look == pytest.approx(time.monotonic() + 3.0, abs=0.5)
+    assert driver._next_look_at(["task_1"]) == pytest.approx(time.monotonic() + 8.0, abs=0.5)
+
+
+def test_a_task_is_looked_for_at_its_expected_end_then_every_5_percent_of_its_age() -> None:
+    followed = Followed(started=100.0, deadline=200.0, news_at=100.0)
+    assert look_due(followed, expected=2.0) == 102.0
+    followed.looked_at = 101.5  # a look for another task: this one is not due yet
+    assert look_due(followed, expected=2.0) == 102.0
+    followed.looked_at = 102.0
+    assert look_due(followed, expected=2.0) == pytest.approx(102.1)  # 5 % of 2 s
+    followed.looked_at = 120.0
+    assert look_due(followed, expected=2.0) == pytest.approx(121.0)  # 5 % of 20 s
 
 
 @pytest.mark.parametrize(
@@ -486,6 +497,6 @@ def test_a_failed_look_stops_nothing_and_slows_the_looks(
     driver, followed, asked = follower(tmp_path, error)
     driver._look_if_due(["task_1"])  # no exception: the queue goes on
     assert len(asked) == 1 and followed.error is None and followed.task == {}
-    assert driver._next_look == pytest.approx(time.monotonic() + backoff, abs=0.5)
+    assert driver._next_look_at(["task_1"]) == pytest.approx(time.monotonic() + backoff, abs=0.5)
     driver._look_if_due(["task_1"])
     assert len(asked) == 1, "not asked again before the backoff"

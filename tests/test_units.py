@@ -471,15 +471,21 @@ def test_no_look_before_the_quickest_quarter_of_generations_would_end(tmp_path: 
     assert driver._next_look_at(["task_1"]) == pytest.approx(time.monotonic() + 8.0, abs=0.5)
 
 
-def test_a_task_is_looked_for_at_its_expected_end_then_every_5_percent_of_its_age() -> None:
+def test_a_task_is_looked_for_just_before_its_expected_end_then_often_then_every_5_percent() -> (
+    None
+):
     followed = Followed(started=100.0, deadline=200.0, news_at=100.0)
-    assert look_due(followed, expected=2.0) == 102.0
+    assert look_due(followed, expected=2.0) == pytest.approx(101.95)
     followed.looked_at = 101.5  # a look for another task: this one is not due yet
-    assert look_due(followed, expected=2.0) == 102.0
-    followed.looked_at = 102.0
-    assert look_due(followed, expected=2.0) == pytest.approx(102.1)  # 5 % of 2 s
+    assert look_due(followed, expected=2.0) == pytest.approx(101.95)
+    followed.looked_at = 101.95  # not ended yet: its end is near
+    assert look_due(followed, expected=2.0) == pytest.approx(101.975)
+    followed.looked_at = 102.1
+    assert look_due(followed, expected=2.0) == pytest.approx(102.125)
+    followed.looked_at = 102.2  # 0.15 s on: back to 5 % of its age
+    assert look_due(followed, expected=2.0) == pytest.approx(102.31)
     followed.looked_at = 120.0
-    assert look_due(followed, expected=2.0) == pytest.approx(121.0)  # 5 % of 20 s
+    assert look_due(followed, expected=2.0) == pytest.approx(121.0)
 
 
 @pytest.mark.parametrize(

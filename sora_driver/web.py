@@ -23,6 +23,7 @@ import urllib.error
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -70,20 +71,21 @@ SLICE_SECONDS = 0.5  # longest time between two looks at the stop flag
 QUIET_POLL_SECONDS = 5.0  # with no news of a task for this long, ask the backend for it by id
 TASK_LIST = "/backend/v2/list_tasks?limit=20"
 # Looks of our own at the task list. Each task is first looked for a little before it has run
-# as long as the quickest quarter of the last generations, then every 25 ms for 0.15 s (its
-# end is near), then every 5 % of its age (0.05 s to 2 s): a finished task is seen within a
-# few per cent of its own duration. One look covers every task in flight; a task that ends on
-# time costs two to four, one that runs 50 % late about ten more. A duration is counted up
-# to the look that saw the task finished, and the first look comes before the expected end,
-# so that the estimate can go down as well as up. (One that ends sooner than expected is
-# still seen by the page's own polling.)
+# as long as the quickest quarter of the last generations, then 25 ms after each answer for
+# 0.15 s (its end is near), then every 5 % of its age (0.1 s to 2 s): a finished task is seen
+# within a few per cent of its own duration. One look covers every task in flight; a task
+# that ends on time costs two to four, one that runs 50 % late about ten more, one before
+# any generation was seen about 75 (30 s long). A duration is counted up to the look that saw
+# the task finished, and the first look comes before the expected end, so that the estimate
+# can go down as well as up. (One that ends sooner is still seen by the page's own polling.)
 LOOK_EARLY_SECONDS = 0.05
 QUICK_LOOK_SECONDS = 0.025
 QUICK_LOOKS_FOR_SECONDS = 0.15
 LOOK_SHARE = 0.05
-MIN_LOOK_SECONDS = 0.05
+MIN_LOOK_SECONDS = 0.1
 MAX_LOOK_SECONDS = 2.0
 RECENT_GENERATIONS = 20
+MAX_PREFETCHED = 12  # images downloaded ahead of their collect (3 tasks of 4 variants)
 MIN_WAIT_SECONDS = 0.01  # a Playwright timeout of 0 would mean no timeout at all
 LOGIN_MARKERS = ("/login", "/auth/", "auth.openai.com")
 MAX_UNREAD_NEWS = 50
@@ -136,21 +138,33 @@ def in_background(call: Callable[[], bytes]) -> Future[bytes]:
     def run() -> None:
         try:
             future.set_result(call())
-        except Exception as exc:  # handed over to whoever asks for the result
+        except BaseException as exc:  # handed over to whoever asks for the result
             future.set_exception(exc)
 
     threading.Thread(target=run, name="download", daemon=True).start()
     return future
 
 
+def _full_size_url(origin: str, generation: Any) -> str | None:
+    """A generation's full-size image: its ``url``, or else ``encodings.source.path``."""
+    if not isinstance(generation, dict):
+        return None
+    encodings = generation.get("encodings")
+    source = encodings.get("source") if isinstance(encodings, dict) else None
+    url = generation.get("url") or (source.get("path") if isinstance(source, dict) else None)
+    return urljoin(origin + "/", str(url)) if url else None
+
+
 def look_due(followed: Followed, expected: float) -> float:
     """When a task wants a look of our own: a little before it has run ``expected`` seconds,
-    then often while its end is near, then every ``LOOK_SHARE`` of its age."""
-    first = followed.started + expected - LOOK_EARLY_SECONDS
-    if followed.looked_at < first:
-        return first
-    if followed.looked_at < first + QUICK_LOOKS_FOR_SECONDS:
-        return followed.looked_at + QUICK_LOOK_SECONDS
+    then often while its end is near, then every ``LOOK_SHARE`` of its age (from the start,
+    before any generation was seen: ``expected`` 0)."""
+    if expected > 0:
+        first = followed.started + expected - LOOK_EARLY_SECONDS
+        if followed.looked_at < first:
+            return first
+        if followed.looked_at < first + QUICK_LOOKS_FOR_SECONDS:
+            return followed.looked_at + QUICK_LOOK_SECONDS
     age = followed.looked_at - followed.started
     return followed.looked_at + min(max(LOOK_SHARE * age, MIN_LOOK_SECONDS), MAX_LOOK_SECONDS)
 
@@ -239,10 +253,12 @@ class SoraWebDriver:
         # The composer and the create button found on the current page (None: no button,
         # Enter submits), so that each prompt does not look for them again.
         self._found: dict[str, Locator | None] = {}
-        self._direct_downloads = True  # until the image host refuses a client without cookies
-        self._prefetched: dict[str, Future[bytes]] = {}  # full-size URL -> its download
+        self._direct_downloads = True  # False: the image host refused a client without cookies
+        # (task id, generation index) -> its download, started when the task was seen finished
+        self._prefetched: dict[tuple[str, int], Future[bytes]] = {}
         self._user_agent = ""  # the browser's, for the downloads made without it
         self._clicked_at = 0.0
+        self._submit_sent = False  # the page sent its POST since our click (maybe unanswered)
         self._step = 0
 
     # -- life cycle -------------------------------------------------------------------------
@@ -275,6 +291,7 @@ class SoraWebDriver:
         except PlaywrightError as exc:
             raise PageError(f"the browser did not start: {_said(exc)}") from None
         self._jobs_in_browser = 0
+        self._direct_downloads = True  # the image host is asked again after each start
         self.check_session()
 
     def close(self) -> None:
@@ -381,7 +398,12 @@ class SoraWebDriver:
         return self._guarded(prompt, through_the_page)
 
     def finished(self, task_ids: list[str], wait: float) -> list[str]:
-        return self._guarded("tasks", lambda: self._finished(task_ids, wait))
+        def follow() -> list[str]:
+            self._ensure_browser()
+            self._recycle_if_due()  # best while tasks are in flight: they go on meanwhile
+            return self._finished(task_ids, wait)
+
+        return self._guarded("tasks", follow)
 
     def collect(self, task_id: str, options: JobOptions) -> Generation:
         def wait_and_download() -> Generation:
@@ -401,7 +423,8 @@ class SoraWebDriver:
             if finished_error is not None:
                 raise finished_error
             waited = time.time()
-            images = [self._download(g) for g in task["generations"][: options.variants]]
+            wanted = task["generations"][: options.variants]
+            images = [self._download(task_id, i, g) for i, g in enumerate(wanted)]
             self._jobs_in_browser += 1
             return Generation(
                 task_id,
@@ -409,7 +432,11 @@ class SoraWebDriver:
                 {"wait": round(waited - started, 3), "download": round(time.time() - waited, 3)},
             )
 
-        return self._guarded(task_id, wait_and_download)
+        try:
+            return self._guarded(task_id, wait_and_download)
+        finally:
+            for key in [key for key in self._prefetched if key[0] == task_id]:
+                del self._prefetched[key]  # variants not asked for, or a collect that failed
 
     def find_task(self, prompt: str, since: float) -> str | None:
         def look_in_the_task_list() -> str | None:
@@ -454,6 +481,7 @@ class SoraWebDriver:
         assert self._context is not None
         page = self._context.new_page()
         self._found.clear()  # they were the old page's
+        page.on("request", self._on_request)
         page.on("requestfinished", self._on_finished)
         self._debug_step(page, "open")
         try:
@@ -462,12 +490,18 @@ class SoraWebDriver:
             page.close()
             raise PageError(f"could not load {self.config.base_url}: {_said(exc)}") from None
         self._page = page
-        self._user_agent = self._user_agent or str(page.evaluate("navigator.userAgent"))
         parts = urlsplit(page.url)
         self._origin = f"{parts.scheme}://{parts.netloc}"  # the site may have redirected us
         self._check_page_state(page)
+        if not self._user_agent:
+            with contextlib.suppress(PlaywrightError):
+                self._user_agent = str(page.evaluate("navigator.userAgent"))
         self._debug_step(page, "loaded")
         return page
+
+    def _on_request(self, request: Request) -> None:
+        if _is_submit(request):
+            self._submit_sent = True
 
     def _on_finished(self, request: Request) -> None:
         # Runs on Playwright's dispatcher: only note the request, read its answer later.
@@ -506,6 +540,7 @@ class SoraWebDriver:
             composer.fill(prompt)
         self._debug_step(page, "typed")
         self._submits.clear()
+        self._submit_sent = False
         self._clicked_at = time.monotonic()
         self._press_create(page, composer)
         self._debug_step(page, "clicked")
@@ -543,6 +578,8 @@ class SoraWebDriver:
         """Click the create button as a user would; with none on the page, Enter submits."""
         for last_try in (False, True):
             button = self._create_button(page)
+            if self._submit_sent:
+                return  # the first click went through after all: a second would pay twice
             if button is None:
                 logger.debug("no create button on the page; pressing Enter in the composer")
                 composer.press("Enter")
@@ -551,8 +588,6 @@ class SoraWebDriver:
                 button.click(timeout=CLICK_TIMEOUT_MS)
                 return
             except PlaywrightTimeout:
-                if self._submits:
-                    return  # the click went through after all: a second one would pay twice
                 if last_try:
                     raise
                 # Something covers it (a pop-up that came late), or the page changed since
@@ -614,7 +649,6 @@ class SoraWebDriver:
         a task the page has said nothing about for a while is asked for directly.
         """
         self._ensure_browser()
-        self._recycle_if_due()  # best while tasks are in flight: they go on meanwhile
         self._composer_page()  # its own polling tells us when tasks are done
         now = time.monotonic()
         for task_id in task_ids:
@@ -683,8 +717,9 @@ class SoraWebDriver:
             backoff = getattr(exc, "resume_after", None) or MAX_LOOK_SECONDS
             self._looks_resume_at = time.monotonic() + backoff
             return
+        answered = time.monotonic()  # the next looks count from here: never back to back
         for followed in self._waiting(task_ids):
-            followed.looked_at = now
+            followed.looked_at = answered
         self._take_listing(listing, now)
 
     def _take_listing(self, body: Any, seen_at: float) -> None:
@@ -747,31 +782,50 @@ class SoraWebDriver:
             raise PageError(f"/backend/video_gen/{task_id} did not answer with a task")
         return tasks[0]
 
-    def _full_size_url(self, generation: dict[str, Any]) -> str | None:
-        url = generation.get("url") or (generation.get("encodings") or {}).get("source", {}).get(
-            "path"
-        )
-        return urljoin(self._origin + "/", str(url)) if url else None
-
     def _prefetch(self, task: dict[str, Any]) -> None:
         """Start downloading a finished task's images at once, off the browser's thread: the
-        daemon sends its next prompt first, and they come down meanwhile."""
-        for generation in task.get("generations") or []:
-            url = self._full_size_url(generation)
-            if self._direct_downloads and url is not None and url not in self._prefetched:
-                timeout = self.config.page_timeout
-                self._prefetched[url] = in_background(
-                    partial(fetch, url, self._user_agent, timeout)
-                )
+        daemon sends its next prompt first, and they come down meanwhile. Only a head start:
+        whatever goes wrong is dealt with when the images are collected."""
+        if not self._direct_downloads:
+            return
+        try:
+            for index, generation in enumerate(task.get("generations") or []):
+                key, url = (str(task.get("id")), index), _full_size_url(self._origin, generation)
+                if url is not None and key not in self._prefetched:  # (seen again after a reload)
+                    while len(self._prefetched) >= MAX_PREFETCHED:  # of tasks never collected
+                        del self._prefetched[next(iter(self._prefetched))]
+                    fetching = partial(fetch, url, self._user_agent, self.config.page_timeout)
+                    self._prefetched[key] = in_background(fetching)
+        except Exception as exc:  # (no thread to be had, an odd answer): collect() will see
+            logger.debug("no early download: {}", type(exc).__name__)
 
-    def _download(self, generation: dict[str, Any]) -> ImageFile:
-        url = self._full_size_url(generation)
+    def _download(self, task_id: str, index: int, generation: Any) -> ImageFile:
+        url = _full_size_url(self._origin, generation)
         if url is None:
-            raise DownloadFailed(f"generation {generation.get('id')} has no full-size URL")
-        prefetched = self._prefetched.pop(url, None)
-        data = self._fetch_direct(url, prefetched) if self._direct_downloads else None
-        if data is None:
-            data = self._fetch_through_browser(url)
+            raise DownloadFailed(f"{task_id}: generation {index + 1} has no full-size URL")
+        prefetched = self._prefetched.pop((task_id, index), None)
+        refused = False
+        if self._direct_downloads:
+            try:
+                return self._image(self._fetch_direct(url, prefetched), url, generation)
+            except urllib.error.HTTPError as exc:
+                refused = exc.code in (401, 403)  # it may want the browser's cookies
+                logger.debug("{}: HTTP {} without the browser; through it", _short(url), exc.code)
+            except (OSError, HTTPException, ValueError, DownloadFailed) as exc:
+                # (DownloadFailed: not the image, such as a page in its place.) The type only:
+                # some of these errors quote the URL, whose signature is a credential.
+                name = type(exc).__name__
+                logger.debug("{}: {} without the browser; through it", _short(url), name)
+        image = self._image(self._fetch_through_browser(url), url, generation)
+        if refused:  # and the browser was let in: through the browser until its next start
+            self._direct_downloads = False
+            logger.info(
+                "{} refuses downloads outside the browser; downloading through the browser",
+                urlsplit(url).netloc,
+            )
+        return image
+
+    def _image(self, data: bytes, url: str, generation: dict[str, Any]) -> ImageFile:
         png, width, height, source_format = to_png(data, _short(url))
         expected = (generation.get("width"), generation.get("height"))
         if all(isinstance(v, int) for v in expected) and (width, height) != expected:
@@ -781,28 +835,19 @@ class SoraWebDriver:
             )
         return ImageFile(png, width, height, _short(url), source_format)
 
-    def _fetch_direct(self, url: str, prefetched: Future[bytes] | None) -> bytes | None:
+    def _fetch_direct(self, url: str, prefetched: Future[bytes] | None) -> bytes:
         """The file at a signed URL, fetched without the browser: its signature is all the
         credential it needs, and the trip through the browser's driver costs several times
-        as much. None when that did not work; a host that refuses it is not asked again."""
-        try:
-            if prefetched is not None:
-                return prefetched.result()
-            return fetch(url, self._user_agent, self.config.page_timeout)
-        except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403):  # it wants the browser's cookies (Cloudflare)
-                self._direct_downloads = False
-                logger.info(
-                    "{} refuses downloads outside the browser (HTTP {}); downloading "
-                    "through the browser from now on",
-                    urlsplit(url).netloc,
-                    exc.code,
-                )
-            else:
-                logger.debug("{}: HTTP {} without the browser; through it", _short(url), exc.code)
-        except (OSError, HTTPException, ValueError) as exc:
-            logger.debug("{}: {} without the browser; through it", _short(url), exc)
-        return None
+        as much. Waited for in slices, so that a stop is not held up."""
+        fetching = partial(fetch, url, self._user_agent, self.config.page_timeout)
+        future = prefetched or in_background(fetching)
+        deadline = time.monotonic() + self.config.page_timeout
+        while not future.done():
+            self._check_stop()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no image after {self.config.page_timeout:g}s")
+            wait_for_futures([future], timeout=SLICE_SECONDS)
+        return future.result()
 
     def _fetch_through_browser(self, url: str) -> bytes:
         assert self._context is not None
@@ -846,7 +891,6 @@ class SoraWebDriver:
         """After a failure: a new page next time, and the tasks' deadlines start again."""
         self._forget_page()
         self._following.clear()
-        self._prefetched.clear()  # (any still running ends on its own)
 
     def _forget_page(self) -> None:
         if self._page is not None:

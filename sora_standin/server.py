@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -168,6 +169,7 @@ class StandIn:
         # None = no limit. The real site allows about 3 tasks in progress per account.
         self.max_concurrent: int | None = None
         self.submissions: list[dict[str, Any]] = []
+        self.full_size_requests: Counter[str] = Counter()  # task id -> requests of its images
         self.tasks = tasks.TaskStore()
         self._scenarios = scenarios.Scenarios()
         self._page_variant: dict[str, Any] = {}
@@ -295,6 +297,10 @@ class StandIn:
     def record_submission(self, entry: dict[str, Any]) -> None:
         with self._lock:
             self.submissions.append(entry)
+
+    def record_full_size_request(self, task_id: str) -> None:
+        with self._lock:
+            self.full_size_requests[task_id] += 1
 
     def submissions_snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -696,6 +702,8 @@ class _Handler(BaseHTTPRequestHandler):
         if parsed is None or task is None or parsed["stamp"] != task.asset_stamp:
             raise _HTTPError(404, "No such asset", "not_found")
         full_size = parsed["src"] is not None  # the file a generation's `url` points at
+        if full_size:
+            self.app.record_full_size_request(task.id)
         if full_size and parsed["ext"] != task.src_ext:
             raise _HTTPError(404, "No such asset", "not_found")
         # A full-size WEBP (webp_source) is the same file as the source encoding.

@@ -33,10 +33,12 @@ def most_at_once(standin: StandIn, prompts: list[str]) -> int:
 
 
 def assert_one_image_each(home: Path, standin: StandIn, prompts: list[str]) -> None:
-    """Every prompt sent (and paid for) exactly once, and one image for each."""
-    sent = sorted(s["prompt"] for s in standin.submissions if s["prompt"] in prompts)
-    assert sent == sorted(prompts), "each sent once"
+    """Every prompt sent (and paid for) exactly once, and one image for each, downloaded once
+    (the download starts as soon as the task is seen finished, and that one is used)."""
+    mine = [s for s in standin.submissions if s["prompt"] in prompts]
+    assert sorted(s["prompt"] for s in mine) == sorted(prompts), "each sent once"
     assert len(images_in(home)) == len(prompts)
+    assert [standin.full_size_requests[s["task_id"]] for s in mine] == [1] * len(mine)
 
 
 def test_three_in_flight_keep_their_order(home: Path, slow_standin: StandIn) -> None:
@@ -46,7 +48,7 @@ def test_three_in_flight_keep_their_order(home: Path, slow_standin: StandIn) -> 
     daemon = run_once(home, slow_standin, "once", SORA_CONCURRENCY="3")
     elapsed = time.monotonic() - started
     assert daemon.process.returncode == 0, "\n".join(daemon.output)
-    assert len(images_in(home)) == 6
+    assert_one_image_each(home, slow_standin, prompts)
     assert most_at_once(slow_standin, prompts) == 3
     assert elapsed < 6 * slow_standin.delay, "faster than one at a time"
     logged = [m["prompt"] for line in log_lines(home) if (m := SUCCESS_LINE.match(line))]

@@ -486,6 +486,8 @@ def test_a_task_is_looked_for_just_before_its_expected_end_then_often_then_every
     assert look_due(followed, expected=2.0) == pytest.approx(102.31)
     followed.looked_at = 120.0
     assert look_due(followed, expected=2.0) == pytest.approx(121.0)
+    followed.looked_at = 100.5  # before any generation was seen: 5 % of its age, 0.1 s at least
+    assert look_due(followed, expected=0.0) == pytest.approx(100.6)
 
 
 @pytest.mark.parametrize(

@@ -53,11 +53,20 @@ def describe(candidates: list[Candidate]) -> str:
     return "; ".join(", ".join(f"{k}={v!r}" for k, v in c.items()) for c in candidates)
 
 
+def _visible(page: Page, candidates: list[Candidate]) -> list[Locator]:
+    return [to_locator(page, c).filter(visible=True) for c in candidates]
+
+
 def _anyone(locators: list[Locator]) -> Locator:
     anyone = locators[0]
     for other in locators[1:]:
         anyone = anyone.or_(other)
     return anyone
+
+
+def _first_in_profile_order(visible: list[Locator]) -> Locator | None:
+    """The first visible match of the first candidate that has one."""
+    return next((locator.first for locator in visible if locator.count()), None)
 
 
 def find(page: Page, element: str, candidates: list[Candidate], timeout_ms: float) -> Locator:
@@ -68,7 +77,7 @@ def find(page: Page, element: str, candidates: list[Candidate], timeout_ms: floa
     match something else too. What it returns stays "the first visible match of that
     candidate" each time it is used, however the page re-renders it.
     """
-    visible = [to_locator(page, c).filter(visible=True) for c in candidates]
+    visible = _visible(page, candidates)
     anyone = _anyone(visible)
     try:
         anyone.first.wait_for(timeout=timeout_ms)
@@ -77,14 +86,14 @@ def find(page: Page, element: str, candidates: list[Candidate], timeout_ms: floa
             f"{element}: no visible match on {page.url} after {timeout_ms / 1000:.0f}s; "
             f"tried {describe(candidates)}"
         ) from None
-    return next((locator.first for locator in visible if locator.count()), anyone.first)
+    return _first_in_profile_order(visible) or anyone.first
 
 
 def visible_now(page: Page, candidates: list[Candidate]) -> Locator | None:
     """A visible match right now, without waiting (for optional things such as pop-ups)."""
     if not candidates:
         return None
-    visible = [to_locator(page, c).filter(visible=True) for c in candidates]
+    visible = _visible(page, candidates)
     if not _anyone(visible).count():  # one round trip in the usual case: nothing there
         return None
-    return next((locator.first for locator in visible if locator.count()), None)
+    return _first_in_profile_order(visible)

@@ -794,8 +794,7 @@ class SoraWebDriver:
                 if url is not None and key not in self._prefetched:  # (seen again after a reload)
                     while len(self._prefetched) >= MAX_PREFETCHED:  # of tasks never collected
                         del self._prefetched[next(iter(self._prefetched))]
-                    fetching = partial(fetch, url, self._user_agent, self.config.page_timeout)
-                    self._prefetched[key] = in_background(fetching)
+                    self._prefetched[key] = self._start_fetch(url)
         except Exception as exc:  # (no thread to be had, an odd answer): collect() will see
             logger.debug("no early download: {}", type(exc).__name__)
 
@@ -839,8 +838,7 @@ class SoraWebDriver:
         """The file at a signed URL, fetched without the browser: its signature is all the
         credential it needs, and the trip through the browser's driver costs several times
         as much. Waited for in slices, so that a stop is not held up."""
-        fetching = partial(fetch, url, self._user_agent, self.config.page_timeout)
-        future = prefetched or in_background(fetching)
+        future = prefetched or self._start_fetch(url)
         deadline = time.monotonic() + self.config.page_timeout
         while not future.done():
             self._check_stop()
@@ -848,6 +846,9 @@ class SoraWebDriver:
                 raise TimeoutError(f"no image after {self.config.page_timeout:g}s")
             wait_for_futures([future], timeout=SLICE_SECONDS)
         return future.result()
+
+    def _start_fetch(self, url: str) -> Future[bytes]:
+        return in_background(partial(fetch, url, self._user_agent, self.config.page_timeout))
 
     def _fetch_through_browser(self, url: str) -> bytes:
         assert self._context is not None

@@ -381,15 +381,8 @@ class StandInProcess(StoppedOnExit):
 
     def __init__(self, delay: float) -> None:
         self.delay = delay
-        self.process = subprocess.Popen(
-            [PYTHON, "-m", "sora_standin", "--port", "0", "--delay", str(delay)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            encoding="utf-8",
-            start_new_session=True,
-        )
+        command = [PYTHON, "-m", "sora_standin", "--port", "0", "--delay", str(delay)]
+        self.process = spawn(command, ROOT)
         self.output = Output(self.process)
         try:
             self.base_url = self.output.expect(r"sora-standin listening on (\S+)", 30)[1]
@@ -450,12 +443,14 @@ def daemon_env(home: Path, base_url: str | None, **extra: str) -> dict[str, str]
     return env
 
 
-def spawn_watcher(home: Path, env: dict[str, str], args: tuple[str, ...]) -> subprocess.Popen[str]:
-    """``python watcher.py <args>`` in a home folder, in a process group of its own (so that
-    its Chromium can be ended with it), output and errors on one pipe."""
+def spawn(
+    command: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """A process in a process group of its own (so that its children, Chromium among them,
+    can be ended with it), output and errors on one pipe."""
     return subprocess.Popen(
-        [PYTHON, str(ROOT / "watcher.py"), *args],
-        cwd=home,
+        command,
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -463,6 +458,11 @@ def spawn_watcher(home: Path, env: dict[str, str], args: tuple[str, ...]) -> sub
         encoding="utf-8",
         start_new_session=True,
     )
+
+
+def spawn_watcher(home: Path, env: dict[str, str], args: tuple[str, ...]) -> subprocess.Popen[str]:
+    """``python watcher.py <args>`` in a home folder."""
+    return spawn([PYTHON, str(ROOT / "watcher.py"), *args], home, env)
 
 
 class DaemonProcess(StoppedOnExit):

@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# make demo BACKEND=web: the Sora web backend against its stand-in
+BACKEND ?= openai
 STAMP := $(VENV)/.installed
 
 .PHONY: install browser demo test lint unit run login bench clean
@@ -17,7 +19,7 @@ browser: install
 	bash scripts/ensure-browser.sh $(PY)
 
 demo: browser
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py $(BACKEND)
 
 lint: install
 	$(PY) -m ruff check .

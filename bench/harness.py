@@ -433,6 +433,7 @@ def daemon_env(home: Path, base_url: str | None, **extra: str) -> dict[str, str]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SORA_")}
     env.update(
         SORA_HOME=str(home),
+        SORA_BACKEND="web",  # the benchmarks that need another backend say so
         SORA_BASE_URL=base_url or UNUSED_URL,
         SORA_WORKER_ID=WORKER_ID,
         SORA_TIMEOUT="60",

@@ -1,8 +1,12 @@
-"""``make demo``: the whole flow against the local stand-in of Sora, in well under a minute.
+"""``make demo``: the whole flow against a local stand-in, in well under a minute.
 
-Starts the stand-in, writes a demo session for it, runs the real daemon (real Chromium) on a
-demo home folder, drops ``examples/prompt.txt`` into its inbox the way a pipeline would, waits
-until the input reaches ``processed/``, stops the daemon with SIGTERM, and shows the images.
+``python scripts/demo.py [openai|web]``. The default is the default backend: the OpenAI Images
+API, here the project's local stand-in of it (no key, no cost). ``web`` is the Sora web
+backend against the stand-in of Sora, with a demo session and a real Chromium.
+
+Starts the stand-in, runs the real daemon on a demo home folder, drops ``examples/prompt.txt``
+into its inbox the way a pipeline would, waits until the input reaches ``processed/``, stops
+the daemon with SIGTERM, and shows the images with the prompt each carries.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo"
 DELAY = "2"  # seconds per generation in the stand-in
+DEMO_KEY = "sk-standin-demo"  # the stand-in takes any key; a real one is never needed here
 
 
 def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -44,25 +49,43 @@ def read_until(process: subprocess.Popen[str], marker: str, echo: bool) -> str:
     raise SystemExit(f"demo: the process ended before printing {marker!r}")
 
 
+def web_setup(url: str, env: dict[str, str]) -> None:
+    print(f"1. the local stand-in of the Sora web app runs at {url}")
+    session = DEMO / "session.json"
+    subprocess.run(
+        [sys.executable, "-m", "sora_standin", "make-session", "--base-url", url,
+         "--out", str(session)],
+        cwd=ROOT, check=True,
+    )  # fmt: skip
+    print(f"2. a demo session for it is in {session.relative_to(ROOT)}")
+    env.update(SORA_BACKEND="web", SORA_BASE_URL=url)
+
+
+def openai_setup(url: str, env: dict[str, str]) -> None:
+    print(f"1. a local STAND-IN of the OpenAI Images API runs at {url}")
+    print("   (not the real API: no key needed, nothing billed; set OPENAI_API_KEY for real use)")
+    print("2. the daemon is pointed at it: SORA_BACKEND=openai, OPENAI_BASE_URL=" + url)
+    env.update(SORA_BACKEND="openai", OPENAI_BASE_URL=url, OPENAI_API_KEY=DEMO_KEY)
+
+
 def main() -> int:
+    backend = sys.argv[1] if len(sys.argv) > 1 else "openai"
+    if backend not in ("openai", "web"):
+        raise SystemExit(f"demo: unknown backend {backend!r}: openai or web")
     started = time.monotonic()
-    standin = start("-m", "sora_standin", "--port", "0", "--delay", DELAY)
+    if backend == "web":
+        standin = start("-m", "sora_standin", "--port", "0", "--delay", DELAY)
+    else:
+        standin = start("-m", "openai_standin", "--port", "0", "--latency", DELAY)
     daemon = None
     try:
         url = read_until(standin, "listening on", echo=False).split()[-1]
-        print(f"1. the local stand-in of Sora runs at {url}")
         for folder in ("inbox", "processing"):
             shutil.rmtree(DEMO / folder, ignore_errors=True)
         DEMO.mkdir(exist_ok=True)
-        session = DEMO / "session.json"
-        subprocess.run(
-            [sys.executable, "-m", "sora_standin", "make-session", "--base-url", url,
-             "--out", str(session)],
-            cwd=ROOT, check=True,
-        )  # fmt: skip
-        print(f"2. a demo session for it is in {session.relative_to(ROOT)}")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SORA_")}
-        env.update(SORA_HOME=str(DEMO), SORA_BASE_URL=url, PYTHONUNBUFFERED="1")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SORA_", "OPENAI_"))}
+        env.update(SORA_HOME=str(DEMO), SORA_ENV_FILE=str(DEMO / ".env"), PYTHONUNBUFFERED="1")
+        (web_setup if backend == "web" else openai_setup)(url, env)
         before = set((DEMO / "images").glob("*.png"))
         print("3. the daemon starts (python watcher.py run):")
         daemon = start("watcher.py", "run", env=env)
@@ -81,7 +104,9 @@ def main() -> int:
         for image in made:
             with Image.open(image) as picture:
                 size = f"{picture.width}x{picture.height} {picture.format}"
+                carried = picture.text.get("parameters", "").splitlines()  # type: ignore[attr-defined]
             print(f"   {image.relative_to(ROOT)}  ({size}, sidecar {image.stem}.json)")
+            print(f"     prompt inside the PNG: {carried[0] if carried else '(none)'}")
         print(f"   input moved to {DEMO.relative_to(ROOT)}/processed/, logs in demo/logs/")
         return 0 if made else 1
     finally:

@@ -254,8 +254,11 @@ reload
 cat <<EOF
 
 Next steps:
-  1. Put the saved browser session (made with \`sora-watcher login\` on a machine with a
-     screen) at $home/session.json, then: chown $user: $home/session.json
+  1. The OpenAI Images API (the default backend): put OPENAI_API_KEY=sk-... in $home/.env,
+     then: chown $user: $home/.env && chmod 600 $home/.env
+     The web backend (SORA_BACKEND=web): put the saved browser session (made with
+     \`sora-watcher login\` on a machine with a screen) at $home/session.json, then:
+     chown $user: $home/session.json
      Settings go in $home/.env (see .env.example); the unit already sets SORA_HOME.
   2. systemctl enable --now sora-watcher
      (already running: systemctl restart sora-watcher, to use this unit)

@@ -7,14 +7,16 @@ from typing import Any
 
 from sora_driver.errors import (
     CloudflareChallenge,
-    ConcurrencyLimited,
-    ContentRejected,
-    Overloaded,
     PageError,
     PhoneVerificationRequired,
-    RateLimited,
     SessionExpired,
-    SoraError,
+)
+from sora_watcher.errors import (
+    ConcurrencyLimited,
+    ContentRejected,
+    GenerationError,
+    Overloaded,
+    RateLimited,
     TaskFailed,
 )
 
@@ -38,7 +40,7 @@ def _error_body(text: str) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def blocked_by(text: str, where: str) -> SoraError | None:
+def blocked_by(text: str, where: str) -> GenerationError | None:
     """A Cloudflare challenge or a phone verification shown in a page or an answer, if any."""
     for marker in CHALLENGE_MARKERS:
         if marker in text:
@@ -49,7 +51,7 @@ def blocked_by(text: str, where: str) -> SoraError | None:
     return None
 
 
-def api_error(status: int, text: str, where: str) -> SoraError:
+def api_error(status: int, text: str, where: str) -> GenerationError:
     """The error for a non-2xx answer of a ``/backend`` call."""
     error = _error_body(text)
     code = str(error.get("code") or "")
@@ -79,7 +81,7 @@ def api_error(status: int, text: str, where: str) -> SoraError:
     return PageError(detail)
 
 
-def finished_task_error(task: dict[str, Any]) -> SoraError | None:
+def finished_task_error(task: dict[str, Any]) -> GenerationError | None:
     """``None`` for a usable succeeded task, else why it cannot give an image."""
     moderation = task.get("moderation_result") or {}
     reason = task.get("failure_reason")

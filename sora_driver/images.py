@@ -1,15 +1,10 @@
-"""Fetching the image files, checking they really are the image, and storing them as PNG."""
+"""Fetching the image files from the site's signed URLs, without the browser."""
 
 from __future__ import annotations
 
-import io
 import time
 import urllib.request
 from urllib.parse import urlsplit
-
-from PIL import Image, UnidentifiedImageError
-
-from sora_driver.errors import DownloadFailed
 
 CHUNK_BYTES = 256 * 1024
 
@@ -35,22 +30,3 @@ def fetch(url: str, user_agent: str, timeout: float) -> bytes:
             if time.monotonic() > deadline:  # the socket timeout is per read, not in all
                 raise TimeoutError(f"still downloading after {timeout:g}s")
     return b"".join(chunks)
-
-
-def to_png(data: bytes, url: str) -> tuple[bytes, int, int, str]:
-    """PNG bytes, width, height and the format the server sent."""
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            source_format, (width, height) = probe.format or "unknown", probe.size
-            probe.verify()  # catches truncated files, which open() alone lets through
-        if source_format == "PNG":  # verified to its last chunk: no need to decode it
-            return data, width, height, source_format
-        image: Image.Image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DownloadFailed(f"{url}: not a complete image ({len(data)} bytes): {exc}") from None
-    out = io.BytesIO()
-    if image.mode not in ("RGB", "RGBA", "L", "LA", "P"):
-        image = image.convert("RGBA")
-    image.save(out, format="PNG")
-    return out.getvalue(), image.width, image.height, source_format

@@ -47,25 +47,30 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from sora_driver import locate
-from sora_driver.backend import ASPECT_RATIOS, Generation, ImageFile, JobOptions
 from sora_driver.browser import BrowserNotFound, find_browser, launch_args, running_as_root
 from sora_driver.classify import api_error, blocked_by, finished_task_error
-from sora_driver.errors import (
+from sora_driver.errors import ElementNotFound, PageError, SessionExpired, SessionMissing
+from sora_driver.images import fetch
+from sora_watcher.backends.base import Generation, ImageFile, JobOptions, to_png
+from sora_watcher.errors import (
     ContentRejected,
     DownloadFailed,
-    ElementNotFound,
+    GenerationError,
     GenerationTimeout,
     Interrupted,
-    PageError,
     PermanentError,
     RateLimited,
-    SessionExpired,
-    SessionMissing,
-    SoraError,
     TransientError,
 )
-from sora_driver.images import fetch, to_png
 
+# The pixel sizes Sora makes for each aspect ratio.
+ASPECT_RATIOS: dict[str, tuple[int, int]] = {
+    "1:1": (480, 480),
+    "3:2": (720, 480),
+    "2:3": (480, 720),
+    "16:9": (854, 480),
+    "9:16": (480, 854),
+}
 FINISHED = {"succeeded", "failed", "cancelled"}
 SLICE_SECONDS = 0.5  # longest time between two looks at the stop flag
 QUIET_POLL_SECONDS = 5.0  # with no news of a task for this long, ask the backend for it by id
@@ -125,7 +130,7 @@ class Followed:
     deadline: float  # time.monotonic() after which it counts as timed out
     news_at: float  # when we last heard of it
     task: dict[str, Any] = field(default_factory=dict)
-    error: SoraError | None = None  # asking for it failed: collect() raises this
+    error: GenerationError | None = None  # asking for it failed: collect() raises this
     looked_at: float = -math.inf  # time.monotonic() of our last own look at the task list
     timed: bool = True  # we saw it start: its duration tells how long generations take
 
@@ -204,7 +209,7 @@ def release_freed_memory() -> None:
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, SoraError):
+    if isinstance(exc, GenerationError):
         return f"{exc.name}: {exc.detail}"
     if isinstance(exc, PlaywrightError):
         return _said(exc)
@@ -372,7 +377,7 @@ class SoraWebDriver:
             )
         return body
 
-    def _confirmed(self, error: SoraError) -> SoraError:
+    def _confirmed(self, error: GenerationError) -> GenerationError:
         """A 401 may only mean the page's bearer token went stale: the page derives a new
         one from the session cookie when it loads. Only a session the site no longer knows
         stops the queue; a stale token is a transient error, and the page is reloaded."""
@@ -454,8 +459,8 @@ class SoraWebDriver:
         """Run a step; on failure keep a capture of the page and start the next one afresh."""
         try:
             return step()
-        except (SoraError, Interrupted) as exc:
-            if isinstance(exc, SoraError):
+        except (GenerationError, Interrupted) as exc:
+            if isinstance(exc, GenerationError):
                 self._save_artifacts(label, exc)
             self._page_needs_reload()
             raise
@@ -632,7 +637,7 @@ class SoraWebDriver:
         if taken[0] != wanted[0] or (taken[1] and (taken[1], taken[2]) != wanted[1:]):
             logger.warning("the page sent {} for {}, not what was asked", taken, options)
 
-    def _no_submit_error(self, page: Page) -> SoraError:
+    def _no_submit_error(self, page: Page) -> GenerationError:
         text = page.inner_text("body")[:5000]
         if "Unable to create" in text:
             line = next(line for line in text.splitlines() if "Unable to create" in line)
@@ -877,7 +882,10 @@ class SoraWebDriver:
         self._check_stop()
 
     def _wait_for(
-        self, ready: Callable[[], T | None], seconds: float, on_timeout: Callable[[], SoraError]
+        self,
+        ready: Callable[[], T | None],
+        seconds: float,
+        on_timeout: Callable[[], GenerationError],
     ) -> T:
         deadline = time.monotonic() + seconds
         while (value := ready()) is None:
@@ -908,7 +916,7 @@ class SoraWebDriver:
         self.config.artifacts_dir.mkdir(parents=True, exist_ok=True)
         return self.config.artifacts_dir / f"{stamp}_{digest}"
 
-    def _save_artifacts(self, prompt: str, error: SoraError) -> None:
+    def _save_artifacts(self, prompt: str, error: GenerationError) -> None:
         """A screenshot and the HTML of the page, named in the error so the log points at them."""
         page = self._page
         if page is None or page.is_closed():

@@ -6,23 +6,22 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 
-from dotenv import load_dotenv
+from dotenv import dotenv_values, load_dotenv
 from loguru import logger
 
-from sora_driver.backend import ImageBackend
-from sora_driver.errors import SESSION_MISSING_MESSAGE, Interrupted, SessionMissing
-from sora_driver.instant import InstantBackend
-from sora_driver.login import login
-from sora_driver.web import DriverConfig, SoraWebDriver
-from sora_watcher import logs
+from sora_watcher import backends, logs
+from sora_watcher.backends.base import ImageBackend
 from sora_watcher.config import ConfigError, Settings, resolve
 from sora_watcher.daemon import Daemon
+from sora_watcher.errors import CredentialsMissing, Interrupted
 from sora_watcher.folders import FolderLocked
 from sora_watcher.inputs import InputError, read_prompts
 from sora_watcher.status import status
@@ -30,30 +29,28 @@ from sora_watcher.status import status
 EXIT_OK, EXIT_FAILED, EXIT_SESSION, EXIT_LOCKED, EXIT_USAGE = 0, 1, 2, 3, 64
 
 
-def make_backend(settings: Settings, stop: threading.Event) -> ImageBackend:
-    if settings.backend == "instant":
-        return InstantBackend()
-    driver = SoraWebDriver(
-        DriverConfig(
-            base_url=settings.base_url,
-            session_file=settings.session_file,
-            timeout=settings.timeout,
-            page_timeout=settings.page_timeout,
-            headless=settings.headless,
-            browser_path=settings.browser_path,
-            selectors_file=settings.selectors,
-            debug=settings.debug,
-            artifacts_dir=settings.debug_dir,
-            recycle_after=settings.recycle_after,
-        ),
-        stop,
-    )
-    try:
-        driver.open()
-    except BaseException:
-        driver.close()
-        raise
-    return driver
+def environment(env_file: Path) -> Callable[[], Mapping[str, str]]:
+    """The process's environment over the dotenv file, the file read afresh at each call: a
+    daemon waiting for its API key, or whose key was refused, sees the new one as soon as it
+    is written into .env. A variable whose value at start came from the file (systemd's
+    EnvironmentFile= loads the same .env) follows the file."""
+
+    def from_file() -> dict[str, str]:
+        return {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+
+    at_start = from_file()
+    own = {k: v for k, v in os.environ.items() if at_start.get(k) != v}
+
+    def read() -> Mapping[str, str]:
+        return {**from_file(), **own}
+
+    return read
+
+
+def make_backend(
+    settings: Settings, environ: Callable[[], Mapping[str, str]], stop: threading.Event
+) -> ImageBackend:
+    return backends.load(settings.backend).create(settings, environ, stop)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,14 +63,15 @@ def parser() -> argparse.ArgumentParser:
     flag("--failed", help="SORA_FAILED_DIR")
     flag("--logs", help="SORA_LOGS_DIR")
     flag("--session-file", dest="session_file", help="saved browser session (SORA_SESSION_FILE)")
-    flag("--base-url", dest="base_url", help="the Sora web app (SORA_BASE_URL)")
+    flag("--base-url", dest="base_url", help="the web backend's site (SORA_BASE_URL)")
     flag("--timeout", help="seconds one generation may take (SORA_TIMEOUT)")
     flag("--max-retries", dest="max_retries", help="tries after a transient error")
     flag("--browser-path", dest="browser_path", help="Chromium to use (SORA_BROWSER_PATH)")
     flag("--selectors", help="selector profile overriding the built-in one (SORA_SELECTORS)")
     flag("--headed", dest="headless", action="store_const", const="false", help="show the browser")
     flag("--debug", action="store_const", const="true", help="log each step, screenshots")
-    flag("--env-file", dest="env_file", default=".env", help="dotenv file to load (.env)")
+    flag("--backend", help="openai (default), web or instant (SORA_BACKEND)")
+    flag("--env-file", dest="env_file", help="dotenv file to load (SORA_ENV_FILE, .env)")
 
     top = argparse.ArgumentParser(prog="sora-watcher", parents=[common], description=__doc__)
     commands = top.add_subparsers(dest="command")
@@ -84,13 +82,13 @@ def parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--prompt-file", dest="prompt_file", default="prompt.txt")
     commands.add_parser(
-        "login", parents=[common], help="log in by hand in a browser window; save session.json"
+        "login", parents=[common], help="web backends: log in by hand in a browser window"
     )
     status_command = commands.add_parser(
         "status", parents=[common], help="folders, queue state, session; non-zero if unhealthy"
     )
     status_command.add_argument(
-        "--offline", action="store_true", help="do not ask the site whether the session holds"
+        "--offline", action="store_true", help="do not ask the backend whether it accepts us"
     )
     return top
 
@@ -106,14 +104,17 @@ def install_signal_handlers(stop: threading.Event) -> None:
 
 def cli(*args: str) -> int:
     options = parser().parse_args(args)
-    load_dotenv(options.env_file, override=False)
+    env_file = Path(options.env_file or os.environ.get("SORA_ENV_FILE") or ".env")
+    environ = environment(env_file)
+    load_dotenv(env_file, override=False)
     try:
         settings = resolve(vars(options))
+        capabilities = backends.load(settings.backend).capabilities(settings, environ())
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if options.command == "status":
-        return status(settings, options.offline)
+        return status(settings, environ(), options.offline)
     try:
         log_file = logs.setup(
             settings.logs, settings.debug, settings.log_rotation, settings.log_retention
@@ -125,15 +126,24 @@ def cli(*args: str) -> int:
     stop = threading.Event()
     install_signal_handlers(stop)
     if options.command == "login":
-        return login(settings.base_url, settings.session_file, settings.browser_path)
+        return backends.load(settings.backend).login(settings)
     try:
-        daemon = Daemon(settings, lambda: make_backend(settings, stop), stop, once=True)
+        daemon = Daemon(
+            settings,
+            lambda: make_backend(settings, environ, stop),
+            stop,
+            capabilities,
+            once=options.command in ("once", "generate"),
+        )
         if options.command == "generate":
             return generate(daemon, Path(options.prompt_file))
-        daemon.once = options.command == "once"
         daemon.run()
-    except SessionMissing:
-        return session_missing()
+    except CredentialsMissing as exc:
+        logs.credentials_missing(exc.detail)
+        return EXIT_SESSION
+    except ConfigError as exc:
+        logger.error("configuration error: {}", exc)
+        return EXIT_USAGE
     except FolderLocked as exc:
         logger.error("{}", exc)
         return EXIT_LOCKED
@@ -144,11 +154,6 @@ def cli(*args: str) -> int:
         logger.error("{} input(s) did not end in processed/", daemon.unfinished)
         return EXIT_FAILED
     return EXIT_OK
-
-
-def session_missing() -> int:
-    logs.session_missing(SESSION_MISSING_MESSAGE)
-    return EXIT_SESSION
 
 
 def generate(daemon: Daemon, prompt_file: Path) -> int:

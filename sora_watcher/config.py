@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sora_watcher.astro import ChartError, check_template
+from sora_watcher.backends import BACKENDS
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
@@ -41,18 +42,19 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "settle_seconds": ("SORA_SETTLE_SECONDS", "2"),
     "max_input_bytes": ("SORA_MAX_INPUT_BYTES", str(1024 * 1024)),
     "max_prompt_chars": ("SORA_MAX_PROMPT_CHARS", "4000"),
-    "backend": ("SORA_BACKEND", "web"),
+    "backend": ("SORA_BACKEND", "openai"),
+    "env_file": ("SORA_ENV_FILE", ".env"),
+    "daily_limit": ("SORA_DAILY_LIMIT", "0"),
     "prompt_template": ("SORA_PROMPT_TEMPLATE", ""),
     "on_success": ("SORA_ON_SUCCESS", ""),
     "on_failure": ("SORA_ON_FAILURE", ""),
     "hook_timeout": ("SORA_HOOK_TIMEOUT", "60"),
-    "concurrency": ("SORA_CONCURRENCY", "1"),
+    "concurrency": ("SORA_CONCURRENCY", ""),  # default: the backend's
     "recycle_after": ("SORA_RECYCLE_AFTER", "50"),
     "log_rotation": ("SORA_LOG_ROTATION", "50 MB"),
     "log_retention": ("SORA_LOG_RETENTION", "30 days"),
 }
-BACKENDS = ("web", "instant")
-MAX_CONCURRENCY = 3
+MAX_CONCURRENCY = 16  # what any backend allows at most; each says its own limit
 
 
 class ConfigError(ValueError):
@@ -86,12 +88,14 @@ class Settings:
     settle_seconds: float
     max_input_bytes: int
     max_prompt_chars: int
-    backend: str
+    backend: str  # a name of sora_watcher.backends.BACKENDS
+    env_file: Path  # the dotenv file: read at start-up, watched while a key is missing
+    daily_limit: int  # images per local day; 0: no limit
     prompt_template: str | None  # the template's text, checked
     on_success: str
     on_failure: str
     hook_timeout: float
-    concurrency: int  # generations in flight at once
+    concurrency: int | None  # generations in flight at once; None: the backend's default
     recycle_after: int  # jobs per browser, restarted after that many; 0: never
     log_rotation: str  # loguru's words: "50 MB", "00:00", "1 week"
     log_retention: str  # "30 days", "1 week", or a number of files
@@ -162,7 +166,9 @@ def resolve(
         settle_seconds=_number(name("settle_seconds"), raw["settle_seconds"], float, 0),
         max_input_bytes=int(_number(name("max_input_bytes"), raw["max_input_bytes"], int, 1)),
         max_prompt_chars=int(_number(name("max_prompt_chars"), raw["max_prompt_chars"], int, 1)),
-        backend=_choice(name("backend"), raw["backend"], BACKENDS),
+        backend=_choice(name("backend"), raw["backend"], tuple(BACKENDS)),
+        env_file=Path(raw["env_file"]).expanduser().resolve(),
+        daily_limit=int(_number(name("daily_limit"), raw["daily_limit"], int, 0)),
         prompt_template=_template(name("prompt_template"), raw["prompt_template"], home),
         on_success=raw["on_success"],
         on_failure=raw["on_failure"],
@@ -197,13 +203,25 @@ def _headless(
     return _boolean("SORA_HEADLESS", raw["headless"])
 
 
-def _concurrency(name: str, text: str) -> int:
+def _concurrency(name: str, text: str) -> int | None:
+    if not text:
+        return None
     value = int(_number(name, text, int, 1))
     if value > MAX_CONCURRENCY:
-        raise ConfigError(
-            f"{name}={text}: Sora runs about {MAX_CONCURRENCY} generations at once per account"
-        )
+        raise ConfigError(f"{name}={text}: at most {MAX_CONCURRENCY} generations in flight")
     return value
+
+
+def in_flight(settings: Settings, most: int, default: int) -> int:
+    """SORA_CONCURRENCY checked against what the backend allows (``most``)."""
+    if settings.concurrency is None:
+        return default
+    if settings.concurrency > most:
+        raise ConfigError(
+            f"SORA_CONCURRENCY={settings.concurrency}: the {settings.backend} backend runs "
+            f"at most {most} generations at once"
+        )
+    return settings.concurrency
 
 
 def _choice(name: str, text: str, allowed: tuple[str, ...]) -> str:

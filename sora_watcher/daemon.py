@@ -23,20 +23,22 @@ from pathlib import Path
 
 from loguru import logger
 
-from sora_driver.backend import Generation, ImageBackend
-from sora_driver.errors import (
+from sora_watcher import logs, pngmeta
+from sora_watcher.backends.base import Capabilities, Generation, ImageBackend
+from sora_watcher.config import Settings, in_flight
+from sora_watcher.errors import (
     ConcurrencyLimited,
+    CredentialsMissing,
+    DownloadFailed,
+    GenerationError,
     Interrupted,
-    PageError,
     PermanentError,
     QueueStopError,
-    SessionExpired,
-    SessionMissing,
-    SoraError,
+    Resume,
     TransientError,
+    Unreachable,
+    fingerprint,
 )
-from sora_watcher import logs
-from sora_watcher.config import Settings
 from sora_watcher.folders import (
     Folders,
     JobState,
@@ -48,12 +50,13 @@ from sora_watcher.folders import (
 from sora_watcher.hooks import Hook
 from sora_watcher.inputs import InputError, Prompt, Rules, read_prompts, theme_user
 from sora_watcher.journal import SUFFIX, Entry, Journal, PromptState, Staged
+from sora_watcher.quota import DailyCount
 from sora_watcher.service import STATUS_FILE, Board, Heartbeat, notify
 from sora_watcher.watch import Intake
 
 BackendFactory = Callable[[], ImageBackend]
 QUEUE_POLL_SECONDS = 0.5  # how often an idle worker looks at the stop flag
-SESSION_CHECK_SECONDS = 2.0  # how often a paused queue looks for a new session.json
+FILE_CHECK_SECONDS = 2.0  # how often a paused queue looks for a new session.json or .env
 MAX_ACTIVE_INPUTS = 10  # inputs at hand at once (some may wait for a retry)
 
 
@@ -83,16 +86,21 @@ class Daemon:
         settings: Settings,
         make_backend: BackendFactory,
         stop: threading.Event,
+        capabilities: Capabilities,
         once: bool = False,
     ) -> None:
         self.settings = settings
+        self.capabilities = capabilities
         self.folders = Folders.from_settings(settings)
         self.make_backend = make_backend
         self.stop = stop
         self.once = once  # exit when the inbox is empty, and on what would pause the queue
         self.retry = RetryPolicy(settings.max_retries, settings.retry_delay)
         self.rules = Rules(
-            settings.max_input_bytes, settings.max_prompt_chars, settings.prompt_template
+            settings.max_input_bytes,
+            settings.max_prompt_chars,
+            settings.prompt_template,
+            capabilities,
         )
         self.intake = Intake(
             self.folders.inbox, settings.settle_seconds, settings.rescan_seconds, settings.polling
@@ -108,10 +116,14 @@ class Daemon:
         self.in_flight: list[tuple[Journal, Entry]] = []  # submitted, not finished yet
         self.landed: list[tuple[Journal, Entry]] = []  # finished on the site, not downloaded
         self.held_stop: QueueStopError | None = None  # a pause held until `landed` is done
-        self.concurrency = settings.concurrency  # lowered for a while by the site's limit
+        self.max_in_flight = in_flight(
+            settings, capabilities.max_in_flight, capabilities.default_in_flight
+        )
+        self.concurrency = self.max_in_flight  # lowered for a while by the service's limit
+        self.since_lowered = 0  # images made since, to raise it back
+        self.today = DailyCount(settings.images, settings.daily_limit)
         self.retry_at: dict[int, float] = {}  # id(entry) -> when it may be tried again
         self.moves_inputs = True  # False for `generate`, which leaves its prompt file be
-        self.session_used: tuple[int, int] | None = None  # session.json the browser opened
 
     # -- main loop ----------------------------------------------------------------------------
 
@@ -154,23 +166,28 @@ class Daemon:
             logger.info("stopped")
 
     def start_backend(self) -> None:
-        """Warm the browser up before taking work. Without session.json nothing is claimed:
-        ``once`` and ``generate`` stop; the daemon waits for the file (systemd would only
-        restart it into the same state)."""
+        """Warm the backend up before taking work. Without credentials (session.json, an API
+        key) nothing is claimed: ``once`` and ``generate`` stop; the daemon waits for them
+        (systemd would only restart it into the same state)."""
         try:
             self.ensure_backend()
-        except SessionMissing as exc:
+        except CredentialsMissing as exc:
             if self.once:
                 raise
-            logs.session_missing(exc.detail)
+            logs.credentials_missing(exc.detail)
             notify("READY=1")  # up, and saying why it waits
-            self.board.set("paused", f"{exc.name}: no {self.settings.session_file}")
-            self.wait_for_new_session()
+            self.board.set("paused", f"{exc.name}: {exc.detail}")
+            self.wait_to_resume(exc.resume)
             self.start_backend()
-        except SoraError as exc:
+        except GenerationError as exc:
             logger.error("{} at start-up ({}); the first input tries again", exc.name, exc.detail)
 
     def close_backend(self) -> None:
+        if not self.capabilities.follows_tasks:  # its calls in flight end with it
+            for journal, entry in chain(self.in_flight, self.landed):
+                entry.state, entry.task_id = PromptState.PENDING, None
+                journal.save(entry)
+            self.in_flight, self.landed = [], []
         if self.backend is not None:
             try:
                 self.backend.close()
@@ -180,7 +197,6 @@ class Daemon:
 
     def ensure_backend(self) -> ImageBackend:
         if self.backend is None:
-            self.session_used = self.session_fingerprint()
             self.backend = self.make_backend()
         return self.backend
 
@@ -226,6 +242,8 @@ class Daemon:
             for entry in journal.entries:
                 if entry.error is not None:
                     logs.failure(entry.text, entry.error["class"], entry.error["detail"])
+        if not self.capabilities.follows_tasks:
+            self.send_again(journal)
         self.active.append(journal)
 
     def generate(self, source: Path, prompts: list[Prompt]) -> bool:
@@ -386,7 +404,7 @@ class Daemon:
         except QueueStopError as exc:
             self.pause(exc)
             return
-        except SoraError as exc:  # the page, not a task: every task in flight is still there
+        except GenerationError as exc:  # the page, not a task: every task in flight is still there
             logger.warning("{} while following tasks ({}); trying again", exc.name, exc.detail)
             self.wait(self.retry.wait_before(1))
             return
@@ -397,9 +415,11 @@ class Daemon:
         # A finished task no longer counts against the site's limit: the next prompt goes out
         # first (from the next input, if this one has no more), so that its generation runs
         # while this one's image comes down. What would stop the queue waits until the images
-        # already paid for are down.
-        self.take_waiting_inputs()
-        self.send_what_fits()
+        # already paid for are down. A finished call's result is already here, and may be a
+        # "too many": it is looked at before anything more is sent (the next round sends).
+        if self.capabilities.follows_tasks:
+            self.take_waiting_inputs()
+            self.send_what_fits()
         while self.landed:
             journal, entry = self.landed.pop(0)
             self.attempt(journal, entry, partial(self.download, journal, entry))
@@ -434,11 +454,13 @@ class Daemon:
             self.retry_at.pop(id(entry), None)
             self.fail_entry(journal, entry, exc)
         except ConcurrencyLimited as exc:
-            if not self.in_flight and not self.landed:
-                self.pause(exc)
+            if exc.retry_after is None and not self.in_flight and not self.landed:
+                self.pause(exc)  # another client's tasks fill the account: wait for them
                 return
             self.concurrency = max(1, len(self.in_flight))  # a landed task may still count
-            self.retry_at[id(entry)] = time.monotonic() + self.retry.delay
+            self.since_lowered = 0
+            delay = self.retry.delay if exc.retry_after is None else exc.retry_after
+            self.retry_at[id(entry)] = time.monotonic() + delay
             logger.warning("{}: {} in flight at most for now", exc.detail, self.concurrency)
         except TransientError as exc:
             entry.attempts += 1
@@ -448,7 +470,7 @@ class Daemon:
                 self.retry_at.pop(id(entry), None)
                 self.fail_entry(journal, entry, exc)
                 return
-            delay = self.retry.wait_before(entry.attempts)
+            delay = exc.retry_after or self.retry.wait_before(entry.attempts)
             self.retry_at[id(entry)] = time.monotonic() + delay
             logger.warning(
                 "{} ({}): try {}/{} again in {:.0f}s",
@@ -464,7 +486,7 @@ class Daemon:
             else:
                 self.pause(exc)
 
-    def fail_entry(self, journal: Journal, entry: Entry, error: SoraError) -> None:
+    def fail_entry(self, journal: Journal, entry: Entry, error: GenerationError) -> None:
         entry.state = PromptState.FAILED
         entry.error = {"class": error.name, "detail": error.detail}
         journal.save(entry)
@@ -480,7 +502,7 @@ class Daemon:
             try:
                 found = backend.find_task(entry.text, entry.submitting_since or 0.0)
             except PermanentError as exc:  # only the look-up failed, not the prompt
-                raise PageError(f"looking for a task submitted before: {exc.detail}") from None
+                raise Unreachable(f"looking for a task submitted before: {exc.detail}") from None
             # every entry, finished ones too: a task already made into an image is not this one
             owned = {e.task_id for j in self.active for e in j.entries if e is not entry}
             entry.task_id = None if found in owned else found  # the same prompt on two lines
@@ -489,6 +511,7 @@ class Daemon:
                 entry.state = PromptState.SUBMITTED
                 journal.save(entry)
                 return
+        self.today.check(self.images_in_flight() + entry.job_options.variants)
         logger.info("{} line {}: generating", journal.input_name, entry.line)
         now = time.time()
         entry.started_at = entry.started_at or now
@@ -501,32 +524,56 @@ class Daemon:
     def download(self, journal: Journal, entry: Entry) -> None:
         """submitted -> downloaded: the images are staged beside the journal."""
         assert entry.task_id is not None
-        generation = self.ensure_backend().collect(entry.task_id, entry.job_options)
+        try:
+            generation = self.ensure_backend().collect(entry.task_id, entry.job_options)
+        except GenerationError:
+            if not self.capabilities.follows_tasks:  # the call is over: the next try sends it
+                entry.state, entry.task_id = PromptState.PENDING, None
+                journal.save(entry)
+            raise
         entry.staged = self.stage(journal, entry, generation)
         entry.state = PromptState.DOWNLOADED
         journal.save(entry)
-        if self.concurrency < self.settings.concurrency:
-            self.concurrency += 1  # the site took one back: try one more in flight again
+        if self.concurrency < self.max_in_flight:
+            # One more in flight once as many as are in flight went through: slowly, so that
+            # a backlog rides the service's limit instead of bouncing off it.
+            self.since_lowered += 1
+            if self.since_lowered >= self.concurrency:
+                self.concurrency, self.since_lowered = self.concurrency + 1, 0
 
     def stage(self, journal: Journal, entry: Entry, generation: Generation) -> list[Staged]:
+        """The images beside the journal, each carrying its prompt and what its sidecar says
+        (all but its own final name, given when it is published)."""
         staged = []
+        arrived = time.time()
+        started = entry.started_at or arrived
         for index, image in enumerate(generation.images):
-            path = stage_image(journal.folder, image.png)
             metadata = {
                 "prompt": entry.text,
                 "source": journal.input_name,
                 "line": entry.line,
                 "options": entry.options,
                 "folder": entry.folder,
+                "backend": self.settings.backend,
+                **generation.details,
                 "task_id": generation.task_id,
                 "variant": index,
                 "width": image.width,
                 "height": image.height,
-                "bytes": len(image.png),
                 "source_url": image.source_url,
                 "source_format": image.source_format,
                 "timings_s": generation.timings,
+                "attempts": entry.attempts + 1,
+                "started_at": datetime.fromtimestamp(started).isoformat(),
+                "finished_at": datetime.fromtimestamp(arrived).isoformat(),
+                "duration_s": round(arrived - started, 3),
             }
+            try:
+                png = pngmeta.tag(image.png, entry.text, parameters(metadata), metadata)
+            except ValueError as exc:  # the backend let through what is not a whole PNG
+                raise DownloadFailed(f"{image.source_url}: {exc}") from None
+            metadata["bytes"] = len(png)
+            path = stage_image(journal.folder, png)
             staged.append(Staged(path.name, metadata))
         return staged
 
@@ -540,21 +587,15 @@ class Daemon:
                 staged.target = name
                 journal.save(entry)
 
-            metadata = {
-                **staged.metadata,
-                "attempts": entry.attempts + 1,
-                "started_at": datetime.fromtimestamp(started).isoformat(),
-                "finished_at": datetime.fromtimestamp(finished).isoformat(),
-                "duration_s": round(finished - started, 3),
-            }
             path = publish_image(
                 journal.folder / staged.file,
                 self.images_folder(entry),
                 entry.text,
-                metadata,
+                staged.metadata,
                 staged.target,
                 remember,
             )
+            self.today.add(1)
             entry.images.append(path.name)
             shown = relative(path, self.settings.home)
             logs.success(entry.text, shown, finished - started)
@@ -581,30 +622,38 @@ class Daemon:
             self.unfinished += 1
             self.stop.set()
             raise Interrupted()
-        if isinstance(error, (SessionMissing, SessionExpired)):
-            logger.error(
-                "log in to Sora by hand and save a new {}; the queue resumes by itself",
-                self.settings.session_file,
-            )
-            self.wait_for_new_session()
-        else:
-            delay = (
-                self.settings.pause_seconds if error.resume_after is None else error.resume_after
-            )
-            logger.warning("resuming in {:.0f}s", delay)
-            self.wait(delay)
+        if error.resume.hint:
+            logger.error("{}", error.resume.hint)
+        self.wait_to_resume(error.resume)
         logger.info("queue resumed")
 
-    def session_fingerprint(self) -> tuple[int, int] | None:
-        with contextlib.suppress(FileNotFoundError):
-            stat = self.settings.session_file.stat()
-            return (stat.st_mtime_ns, stat.st_ino)
-        return None
+    def wait_to_resume(self, resume: Resume) -> None:
+        """Wait, alive, for what ``resume`` says (see ``Resume``)."""
+        if resume.file is not None:
+            logger.warning("waiting for {} to change", resume.file)
+            while (now := fingerprint(resume.file)) is None or now == resume.seen:
+                self.wait(FILE_CHECK_SECONDS)
+        elif resume.probe is not None:
+            logger.warning("trying again every {:.0f}s", resume.every)
+            self.wait(resume.every)
+            while not resume.probe():
+                self.wait(resume.every)
+        else:
+            delay = self.settings.pause_seconds if resume.after is None else resume.after
+            logger.warning("resuming in {:.0f}s", delay)
+            self.wait(delay)
 
-    def wait_for_new_session(self) -> None:
-        """Until session.json is not the one the browser was opened with."""
-        while (now := self.session_fingerprint()) is None or now == self.session_used:
-            self.wait(SESSION_CHECK_SECONDS)
+    def send_again(self, journal: Journal) -> None:
+        """Generations that were in flight when the last run ended are lost with it (a call
+        has no task to look up later): they are sent again."""
+        for entry in journal.unfinished():
+            if entry.state in (PromptState.SUBMITTING, PromptState.SUBMITTED):
+                logger.info("{} line {}: sent again", journal.input_name, entry.line)
+                entry.state, entry.task_id = PromptState.PENDING, None
+                journal.save(entry)
+
+    def images_in_flight(self) -> int:
+        return sum(e.job_options.variants for _, e in chain(self.in_flight, self.landed))
 
 
 def failure_report(journal: Journal) -> str:
@@ -618,12 +667,27 @@ def failure_report(journal: Journal) -> str:
         if entry.error["class"] == "InputError":
             hint = "fix this entry and drop the rest again in a new file."
         elif entry.attempts > 0:
-            hint = "Sora did not manage it after several tries: drop the file again later."
+            hint = "the backend did not manage it after several tries: drop the file again later."
+        elif entry.error["class"] == "InvalidRequest":
+            hint = "the service refused an option of this entry: fix it and drop it again."
         else:
-            hint = "Sora refused this prompt: reword it."
+            hint = "the service refused this prompt: reword it."
         lines.append(
             f"line {entry.line}: {entry.error['class']}: {entry.error['detail']}\n"
             f"  prompt: {entry.text}\n  what to do: {hint}"
         )
     lines.append("Images of the lines marked done are kept in images/.")
     return "\n".join(lines) + "\n"
+
+
+PARAMETERS = {"model": "Model", "quality": "Quality", "background": "Background",
+              "seed": "Seed", "backend": "Backend", "request_id": "Request id"}  # fmt: skip
+
+
+def parameters(metadata: dict[str, object]) -> dict[str, object]:
+    """The settings line of the PNG's ``parameters`` chunk (what "PNG info" readers show)."""
+    line: dict[str, object] = {"Size": f"{metadata['width']}x{metadata['height']}"}
+    for key, label in PARAMETERS.items():
+        if metadata.get(key) not in (None, ""):
+            line[label] = metadata[key]
+    return line

@@ -25,12 +25,13 @@ from typing import Any
 
 from loguru import logger
 
-from sora_driver.backend import ASPECT_RATIOS, VARIANT_COUNTS, JobOptions
 from sora_watcher.astro import ChartError, build_prompt
+from sora_watcher.backends.base import ANY_BACKEND, Capabilities, JobOptions
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 THEME_NAME = re.compile(r"theme_(?P<user>.*)\.json")
-OPTION_KEYS = ("aspect_ratio", "variants", "name")
+OPTION_KEYS = ("aspect_ratio", "variants", "size", "quality", "background", "model", "name")
+TEXT_OPTIONS = ("size", "quality", "background", "model")
 JOB_KEYS = ("prompt", "prompts", *OPTION_KEYS)
 
 
@@ -43,6 +44,7 @@ class Rules:
     max_bytes: int = 1024 * 1024
     max_prompt_chars: int = 4000
     template: str | None = None  # the user's wording for chart prompts
+    capabilities: Capabilities = ANY_BACKEND  # what the active backend can do
 
 
 @dataclass(frozen=True)
@@ -127,25 +129,29 @@ def safe_folder(name: object, what: str) -> str:
     return name
 
 
-def job_options(fields: Mapping[str, Any]) -> tuple[JobOptions, str | None]:
-    """Options of a JSON job or a CSV row; an invalid value names the values allowed."""
+def job_options(
+    fields: Mapping[str, Any], capabilities: Capabilities
+) -> tuple[JobOptions, str | None]:
+    """Options of a JSON job or a CSV row, checked against what the active backend can do
+    before anything is paid; an invalid value names the option and the values allowed."""
     aspect = fields.get("aspect_ratio") or "1:1"
-    if not isinstance(aspect, str) or aspect not in ASPECT_RATIOS:
-        allowed = ", ".join(ASPECT_RATIOS)
-        raise InputError(f"aspect_ratio {aspect!r} is not one of {allowed}")
     variants = fields.get("variants") or 1
     if isinstance(variants, str) and variants.strip().isdigit():
         variants = int(variants)
-    if (
-        not isinstance(variants, int)
-        or isinstance(variants, bool)
-        or variants not in VARIANT_COUNTS
-    ):
-        allowed = ", ".join(map(str, VARIANT_COUNTS))
+    if not isinstance(variants, int) or isinstance(variants, bool):
+        allowed = ", ".join(map(str, capabilities.variants))
         raise InputError(f"variants {variants!r} is not one of {allowed}")
+    texts = {key: fields.get(key) or None for key in TEXT_OPTIONS}
+    for key, value in [("aspect_ratio", aspect), *texts.items()]:
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"{key} {value!r} is not a text")
+    options = JobOptions(aspect, variants, **texts)
+    problem = capabilities.problem(options)
+    if problem is not None:
+        raise InputError(problem)
     name = fields.get("name") or None
     folder = None if name is None else safe_folder(name, "name")
-    return JobOptions(aspect, variants), folder
+    return options, folder
 
 
 # -- the kinds ---------------------------------------------------------------------------------
@@ -199,7 +205,7 @@ def read_job(name: str, data: bytes, rules: Rules) -> list[Prompt]:
     texts = [job["prompt"]] if "prompt" in job else job["prompts"]
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
         raise InputError('"prompts" must be a list of texts')
-    options, folder = job_options(job)
+    options, folder = job_options(job, rules.capabilities)
     return [
         Prompt(" ".join(text.split()), number, options, folder)
         for number, text in enumerate(texts, start=1)
@@ -225,7 +231,7 @@ def read_csv(name: str, data: bytes, rules: Rules) -> list[Prompt]:
         try:
             if None in row:
                 raise InputError("more cells than columns")
-            options, folder = job_options(fields)
+            options, folder = job_options(fields, rules.capabilities)
             problem = "empty prompt" if not text else too_long(text, rules)
             if problem:
                 raise InputError(problem)

@@ -39,7 +39,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from sora_driver.backend import JobOptions
+from sora_watcher.backends.base import JobOptions
 from sora_watcher.folders import fsync_folder, write_atomically
 from sora_watcher.inputs import Prompt
 

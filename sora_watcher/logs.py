@@ -29,6 +29,7 @@ SECRETS = [
         r"\1[redacted]",
     ),
     (re.compile(r"([?&]sig=)[^&\s]+"), r"\1[redacted]"),
+    (re.compile(r"\bsk-[A-Za-z0-9_*.-]{4,}"), "sk-[redacted]"),  # an API key, masked or not
 ]
 
 
@@ -97,7 +98,7 @@ def failure(prompt: str, error_class: str, detail: str) -> None:
     )
 
 
-def session_missing(message: str) -> None:
+def credentials_missing(message: str) -> None:
     """The users' own words, logged and printed as they are."""
     logger.error(message)
     print(message, file=sys.stderr, flush=True)

@@ -1,21 +1,22 @@
 """``sora-watcher status``: what the daemon is doing, in a form a person or a health check reads.
 
-Exit status 0 when all is well; 1 when a queue is paused or the session is missing or refused.
+Exit status 0 when all is well; 1 when a queue is paused, or the backend's credentials (a
+session, an API key) are missing or refused.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import json
 import os
-import time
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sora_watcher import backends
 from sora_watcher.config import Settings
 from sora_watcher.folders import is_ignored
+from sora_watcher.quota import todays_images, todays_tokens
 from sora_watcher.service import STATUS_FILE, Board
 
 
@@ -51,27 +52,7 @@ def age(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def session_accepted(settings: Settings) -> tuple[bool, str]:
-    """Ask the site's own session endpoint, with the saved cookies but without a browser."""
-    from playwright.sync_api import Error, sync_playwright
-
-    url = settings.base_url + "/api/auth/session"
-    try:
-        with sync_playwright() as pw:
-            context = pw.request.new_context(storage_state=str(settings.session_file))
-            response = context.get(url, timeout=settings.page_timeout * 1000)
-            text = response.text()
-            context.dispose()
-    except Error as exc:
-        return False, f"could not ask {url}: {exc.message.splitlines()[0]}"
-    with contextlib.suppress(ValueError):
-        body = json.loads(text)
-        if isinstance(body, dict) and body.get("user"):
-            return True, f"accepted by {settings.base_url} (expires {body.get('expires', '?')})"
-    return False, f"refused by {settings.base_url} (answer {text.strip()[:30]!r}): log in again"
-
-
-def report(settings: Settings, offline: bool) -> tuple[list[str], bool]:
+def report(settings: Settings, environ: Mapping[str, str], offline: bool) -> tuple[list[str], bool]:
     """The lines to print, and whether everything is fine."""
     healthy = True
     lines = ["folders:"]
@@ -100,17 +81,13 @@ def report(settings: Settings, offline: bool) -> tuple[list[str], bool]:
     lines += last_outcome("last success", [b.last_success for b in known], "image")
     lines += last_outcome("last failure", [b.last_failure for b in known], "error")
 
-    session = settings.session_file
-    if not session.is_file():
-        lines.append(f"session: {session} is missing: run `sora-watcher login`")
-        return lines, False
-    stat = session.stat()
-    private = "" if stat.st_mode & 0o077 == 0 else " (readable by others: chmod 600 it)"
-    lines.append(f"session: {session}, saved {age(time.time() - stat.st_mtime)} ago{private}")
-    if not offline:
-        accepted, words = session_accepted(settings)
-        lines.append(f"  {words}")
-        healthy = healthy and accepted
+    made = sum(1 for _ in todays_images(settings.images))
+    limit = f" of {settings.daily_limit} (SORA_DAILY_LIMIT)" if settings.daily_limit else ""
+    tokens = todays_tokens(settings.images)
+    lines.append(f"today: {made} image(s){limit}" + (f", {tokens} tokens" if tokens else ""))
+    backend_lines, backend_ok = backends.load(settings.backend).status(settings, environ, offline)
+    lines += backend_lines
+    healthy = healthy and backend_ok
     return lines, healthy
 
 
@@ -122,7 +99,7 @@ def last_outcome(title: str, outcomes: list[dict[str, Any] | None], key: str) ->
     return [f'{title}: {when(newest["time"])} "{newest["prompt"]}" -> {newest[key]}']
 
 
-def status(settings: Settings, offline: bool) -> int:
-    lines, healthy = report(settings, offline)
+def status(settings: Settings, environ: Mapping[str, str], offline: bool) -> int:
+    lines, healthy = report(settings, environ, offline)
     print("\n".join(lines))
     return 0 if healthy else 1

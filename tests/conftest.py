@@ -51,6 +51,7 @@ def daemon_env(home: Path, standin: StandIn, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SORA_")}
     env.update(
         SORA_HOME=str(home),
+        SORA_BACKEND="web",
         SORA_BASE_URL=standin.base_url,
         SORA_TIMEOUT="30",
         SORA_RETRY_DELAY="0.2",

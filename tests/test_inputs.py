@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sora_driver.backend import JobOptions
+from sora_driver.backend import CAPABILITIES as WEB
+from sora_watcher.backends.base import JobOptions
 from sora_watcher.config import ConfigError, resolve
 from sora_watcher.inputs import InputError, Prompt, Rules, read_prompts
 
@@ -57,7 +58,7 @@ def test_json_job_single_prompt_defaults(tmp_path: Path) -> None:
 )
 def test_json_job_errors_say_what_is_allowed(tmp_path: Path, content: str, reason: str) -> None:
     with pytest.raises(InputError, match=None) as caught:
-        read_prompts(write(tmp_path, "job.json", content))
+        read_prompts(write(tmp_path, "job.json", content), Rules(capabilities=WEB))
     assert reason in str(caught.value)
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from sora_driver.instant import InstantBackend
 from sora_standin import StandIn
+from sora_watcher.backends.instant import CAPABILITIES, InstantBackend
 from sora_watcher.config import resolve
 from sora_watcher.daemon import Daemon as Worker
 from tests.conftest import Daemon, daemon_env, drop
@@ -263,7 +263,7 @@ def test_a_dead_observer_is_restarted_and_nothing_is_missed(tmp_path: Path) -> N
         {},
     )
     stop = threading.Event()
-    worker = Worker(settings, InstantBackend, stop)
+    worker = Worker(settings, InstantBackend, stop, CAPABILITIES)
     messages: list[str] = []
     sink = logger.add(messages.append, format="{message}")
     thread = threading.Thread(target=worker.run)

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from sora_driver.backend import JobOptions
 from sora_driver.web import DriverConfig, SoraWebDriver
 from sora_standin import StandIn
+from sora_watcher.backends.base import JobOptions
 from tests.conftest import Daemon, daemon_env, drop
 from tests.test_e2e import FAILURE_LINE, images_in, log_lines, run_once
 

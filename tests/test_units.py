@@ -16,25 +16,24 @@ from hypothesis import strategies as st
 from PIL import Image
 from playwright.sync_api import Error as PlaywrightError
 
-from sora_driver.backend import Generation, ImageFile, JobOptions
+from sora_driver.backend import CAPABILITIES as WEB
 from sora_driver.classify import api_error, finished_task_error
-from sora_driver.errors import (
-    CloudflareChallenge,
+from sora_driver.errors import CloudflareChallenge, SessionExpired
+from sora_driver.web import DriverConfig, Followed, SoraWebDriver, look_due
+from sora_watcher import logs
+from sora_watcher.backends.base import Generation, ImageFile, JobOptions, to_png
+from sora_watcher.config import ConfigError, resolve
+from sora_watcher.daemon import Daemon, RetryPolicy
+from sora_watcher.errors import (
     ConcurrencyLimited,
     ContentRejected,
     DownloadFailed,
+    GenerationError,
     GenerationTimeout,
     Overloaded,
     RateLimited,
-    SessionExpired,
-    SoraError,
     TaskFailed,
 )
-from sora_driver.images import to_png
-from sora_driver.web import DriverConfig, Followed, SoraWebDriver, look_due
-from sora_watcher import logs
-from sora_watcher.config import ConfigError, resolve
-from sora_watcher.daemon import Daemon, RetryPolicy
 from sora_watcher.folders import (
     Folders,
     JobState,
@@ -248,7 +247,7 @@ def test_secrets_are_redacted_from_log_messages() -> None:
         (404, '{"error": {"message": "Not found"}}', TaskFailed),
     ],
 )
-def test_api_errors_are_named(status: int, body: str, expected: type[SoraError]) -> None:
+def test_api_errors_are_named(status: int, body: str, expected: type[GenerationError]) -> None:
     error = api_error(status, body, "/backend/video_gen")
     assert type(error) is expected
     assert str(status) in error.detail
@@ -297,10 +296,16 @@ def test_what_is_not_a_whole_image_is_a_download_failure(data: bytes) -> None:
 # -- the daemon's worker with a test double ---------------------------------------------------
 
 
+def tiny_png(seed: str) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (1, 1), tuple(seed.encode()[-3:])).save(out, format="PNG")
+    return out.getvalue()
+
+
 class ScriptedBackend:
     """Answers each prompt from a script of errors, then with a tiny image."""
 
-    def __init__(self, errors: dict[str, list[SoraError]]) -> None:
+    def __init__(self, errors: dict[str, list[GenerationError]]) -> None:
         self.errors = errors
         self.calls: list[str] = []
         self.events: list[str] = []  # submits and collects, in order
@@ -321,7 +326,7 @@ class ScriptedBackend:
 
     def collect(self, task_id: str, options: JobOptions) -> Generation:
         self.events.append(f"collect {self.prompts[task_id]}")
-        image = ImageFile(b"\x89PNG fake " + task_id.encode(), 1, 1, "http://x/full.png", "PNG")
+        image = ImageFile(tiny_png(task_id), 1, 1, "http://x/full.png", "PNG")
         return Generation(task_id, [image])
 
     def find_task(self, prompt: str, since: float) -> str | None:
@@ -335,7 +340,7 @@ def make_daemon(tmp_path: Path, backend: ScriptedBackend) -> Daemon:
     settings = resolve(
         {"home": str(tmp_path), "max_retries": "2", "retry_delay": "0", "settle_seconds": "0"}, {}
     )
-    return Daemon(settings, lambda: backend, threading.Event(), once=True)
+    return Daemon(settings, lambda: backend, threading.Event(), WEB, once=True)
 
 
 def test_transient_errors_are_retried_then_succeed(tmp_path: Path) -> None:

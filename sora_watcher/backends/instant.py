@@ -1,6 +1,7 @@
 """A backend that makes a small image at once, for tests and benchmarks of the daemon itself.
 
-Selected with ``SORA_BACKEND=instant``; it never touches a browser or the network. A prompt
+Selected with ``SORA_BACKEND=instant``: the fake beside the real backends. It never touches a
+browser or the network. A prompt
 holding ``[instant:hang]`` never comes back, like a browser call that hangs: the tests of the
 systemd watchdog need a worker stuck on purpose.
 """
@@ -11,16 +12,52 @@ import hashlib
 import io
 import itertools
 import threading
+from collections.abc import Callable, Mapping
 
 from PIL import Image
 
-from sora_driver.backend import Generation, ImageFile, JobOptions
+from sora_watcher.backends.base import Capabilities, Generation, ImageFile, JobOptions
+from sora_watcher.config import Settings
 
 SIZE = (64, 64)
 HANG = "[instant:hang]"
 
 
+# Permissive, so that the daemon's own checks and the tests of any input shape can run here.
+CAPABILITIES = Capabilities(
+    aspect_ratios=("1:1", "3:2", "2:3", "16:9", "9:16"),
+    variants=(1, 2, 3, 4),
+    qualities=("auto", "low", "medium", "high"),
+    backgrounds=("auto", "opaque", "transparent"),
+    sizes=("auto", "64x64"),
+    models=True,
+    default_in_flight=1,
+    max_in_flight=16,
+)
+
+
+def capabilities(settings: Settings, environ: Mapping[str, str]) -> Capabilities:
+    return CAPABILITIES
+
+
+def create(
+    settings: Settings, environ: Callable[[], Mapping[str, str]], stop: threading.Event
+) -> InstantBackend:
+    return InstantBackend()
+
+
+def status(settings: Settings, environ: Mapping[str, str], offline: bool) -> tuple[list[str], bool]:
+    return ["backend: instant (made here, for tests)"], True
+
+
+def login(settings: Settings) -> int:
+    print("sora-watcher login is not needed with the instant backend")
+    return 0
+
+
 class InstantBackend:
+    capabilities = CAPABILITIES
+
     def __init__(self) -> None:
         self._counter = itertools.count(1)
         self._prompts: dict[str, str] = {}

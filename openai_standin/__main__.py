@@ -1,0 +1,68 @@
+"""Command line: serve the stand-in of the OpenAI Images API until SIGTERM or Ctrl-C.
+
+python -m openai_standin [--host 127.0.0.1] [--port 0] [--latency 2] [--max-in-flight 16]
+                         [--api-key KEY] [--verbose]
+
+It prints one line, `openai-standin listening on http://127.0.0.1:PORT/v1`: what a test or
+the demo sets OPENAI_BASE_URL to. Faults and settings change through /_standin/* (server.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from .server import ImagesStandIn, is_loopback
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m openai_standin",
+        description="Serve a local stand-in of the OpenAI Images API.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
+    parser.add_argument("--latency", type=float, default=2.0, help="seconds a generation takes")
+    parser.add_argument(
+        "--max-in-flight", type=int, default=16, help="generations at once; more get a 429"
+    )
+    parser.add_argument(
+        "--api-key", default=None, help="the only key accepted (default: any non-empty key)"
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    args = parser.parse_args(argv)
+    if not is_loopback(args.host):
+        parser.error(f"--host {args.host}: only loopback (127.x, localhost, ::1) is allowed")
+    if args.latency < 0:
+        parser.error("--latency must be >= 0")
+    if args.max_in_flight < 1:
+        parser.error("--max-in-flight must be >= 1")
+
+    stop = threading.Event()
+    # SIGTERM (test fixtures, the demo script) ends the server as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    api = ImagesStandIn(
+        args.host, args.port, args.latency, args.max_in_flight, args.api_key, args.verbose
+    )
+    try:
+        api.start()
+    except OSError as error:
+        print(f"openai-standin: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 1
+    # Tests and the demo wait for exactly this line to learn the port.
+    print(f"openai-standin listening on {api.base_url}", flush=True)
+    try:
+        # A short wait in a loop keeps the main thread responsive to signals.
+        while not stop.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        api.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

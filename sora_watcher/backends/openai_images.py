@@ -1,0 +1,485 @@
+"""The OpenAI Images API, through the official ``openai`` package: ``SORA_BACKEND=openai``.
+
+A generation is one blocking call (seconds to more than a minute). ``submit`` starts it on a
+thread of its own and returns at once, so that the daemon keeps several in flight, hears a
+stop within half a second and keeps its heartbeat; ``finished`` says which calls are over;
+``collect`` hands over the images or the classified error. The threads are daemon threads:
+a call under way never holds up the end of the process. A call has no task to look up later,
+so a prompt in flight at a crash is sent again at the next start (``follows_tasks=False``).
+
+One retry policy: the package's own retries are turned off (``max_retries=0``); the daemon's
+backoff, counted against ``SORA_MAX_RETRIES``, does the retrying.
+
+Its settings, read here and nowhere else: the package's own ``OPENAI_API_KEY``,
+``OPENAI_BASE_URL``, ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``, and ours, ``SORA_OPENAI_MODEL``,
+``SORA_OPENAI_QUALITY``, ``SORA_OPENAI_MODERATION``, ``SORA_OPENAI_TIMEOUT``.
+
+The key is a secret: it is never put in a message, and every text that comes back from the
+API or the network goes through ``redact`` before it is kept in an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from sora_watcher.backends.base import (
+    SIZE,
+    Capabilities,
+    Generation,
+    ImageFile,
+    JobOptions,
+    to_png,
+)
+from sora_watcher.config import ConfigError, Settings
+from sora_watcher.errors import (
+    AccessDenied,
+    ConcurrencyLimited,
+    ContentRejected,
+    CredentialsMissing,
+    CredentialsRefused,
+    DownloadFailed,
+    GenerationError,
+    GenerationTimeout,
+    Interrupted,
+    InvalidRequest,
+    ModelUnavailable,
+    Overloaded,
+    QuotaExceeded,
+    Resume,
+    Unreachable,
+    fingerprint,
+)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+QUALITIES = ("auto", "low", "medium", "high")
+NEWER_QUALITIES = ("xhigh", "max")  # the gpt-image-2.5 and 2.6 models' higher levels
+BACKGROUNDS = ("auto", "opaque", "transparent")
+MODERATIONS = ("auto", "low")
+FIXED_SIZES = ("auto", "1024x1024", "1536x1024", "1024x1536")
+# The aspect ratios as sizes; the gpt-image-2 family takes any WxH in multiples of 16, the
+# older models only FIXED_SIZES (the nearest is taken: 3:2 for 16:9).
+FLEXIBLE_SIZES = {"1:1": "1024x1024", "3:2": "1536x1024", "2:3": "1024x1536",
+                  "16:9": "1536x864", "9:16": "864x1536"}  # fmt: skip
+FIXED_FOR_RATIO = {**FLEXIBLE_SIZES, "16:9": "1536x1024", "9:16": "1024x1536"}
+SLICE_SECONDS = 0.5  # longest time between two looks at the stop flag
+PROBE_SECONDS = 60.0  # at most, between two asks of a paused queue: key or model accepted?
+PROBE_TIMEOUT = 5.0
+KEY_SHAPE = re.compile(r"\bsk-[A-Za-z0-9_*.-]{4,}")
+VERIFY_URL = "https://platform.openai.com/settings/organization/general"
+BILLING_URL = "https://platform.openai.com/settings/organization/billing"
+KEYS_URL = "https://platform.openai.com/api-keys"
+
+
+@dataclass(frozen=True)
+class OpenAISettings:
+    api_key: str = field(repr=False)
+    base_url: str
+    organization: str | None
+    project: str | None
+    model: str
+    quality: str
+    moderation: str
+    timeout: float
+
+
+def read_settings(environ: Mapping[str, str]) -> OpenAISettings:
+    """This backend's section of the configuration (environment, then ``.env``)."""
+
+    def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = environ.get(name) or default
+        if value not in allowed:
+            raise ConfigError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
+        return value
+
+    model = environ.get("SORA_OPENAI_MODEL") or "gpt-image-2"
+    timeout_text = environ.get("SORA_OPENAI_TIMEOUT") or "300"
+    try:
+        timeout = float(timeout_text)
+    except ValueError:
+        raise ConfigError(f"SORA_OPENAI_TIMEOUT={timeout_text!r}: expected seconds") from None
+    if timeout < 1:
+        raise ConfigError(f"SORA_OPENAI_TIMEOUT={timeout_text!r}: must be at least 1")
+    return OpenAISettings(
+        api_key=environ.get("OPENAI_API_KEY", "").strip(),
+        base_url=environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
+        organization=environ.get("OPENAI_ORG_ID") or None,
+        project=environ.get("OPENAI_PROJECT_ID") or None,
+        model=model,
+        quality=choice("SORA_OPENAI_QUALITY", "auto", qualities(model)),
+        moderation=choice("SORA_OPENAI_MODERATION", "auto", MODERATIONS),
+        timeout=timeout,
+    )
+
+
+def flexible(model: str) -> bool:
+    return model.startswith("gpt-image-2")
+
+
+def qualities(model: str) -> tuple[str, ...]:
+    newer = model.startswith(("gpt-image-2.5", "gpt-image-2.6"))
+    return QUALITIES + NEWER_QUALITIES if newer else QUALITIES
+
+
+def check_size(default_model: str) -> Callable[[str, str | None], str | None]:
+    def check(size: str, model: str | None) -> str | None:
+        model = model or default_model
+        if not flexible(model):
+            return f"{model} takes only {', '.join(FIXED_SIZES)}"
+        match = SIZE.fullmatch(size)
+        assert match is not None  # Capabilities checked the shape
+        width, height = int(match["width"]), int(match["height"])
+        if width % 16 or height % 16:
+            return "both sides must be multiples of 16"
+        if max(width, height) > 3 * min(width, height):
+            return "the ratio must be between 1:3 and 3:1"
+        if max(width, height) > 3840 or min(width, height) > 2160:
+            return "at most 3840x2160"
+        return None
+
+    return check
+
+
+def capabilities(settings: Settings, environ: Mapping[str, str]) -> Capabilities:
+    model = read_settings(environ).model
+    return Capabilities(
+        aspect_ratios=tuple(FLEXIBLE_SIZES),
+        variants=tuple(range(1, 11)),
+        qualities=qualities(model),
+        backgrounds=BACKGROUNDS,
+        sizes=FIXED_SIZES,
+        check_size=check_size(model),
+        models=True,
+        default_in_flight=4,
+        max_in_flight=16,
+        follows_tasks=False,
+    )
+
+
+def size_for(options: JobOptions, model: str) -> str:
+    if options.size is not None:
+        return options.size
+    sizes = FLEXIBLE_SIZES if flexible(model) else FIXED_FOR_RATIO
+    return sizes[options.aspect_ratio]
+
+
+def redact(text: str, key: str) -> str:
+    """``text`` without the key, nor anything shaped like one (the API quotes a masked key)."""
+    if key:
+        text = text.replace(key, "[redacted key]")
+    return KEY_SHAPE.sub("sk-[redacted]", text)
+
+
+# -- what the API answers, as the daemon's errors ----------------------------------------------
+
+
+def _said(exc: openai.APIStatusError) -> str:
+    """The API's own words: its message and code, or the start of a page that is not JSON."""
+    if isinstance(exc.body, dict):
+        message = str(exc.body.get("message") or exc.message)
+    else:
+        title = re.search(r"<title>(.*?)</title>", exc.response.text or "", re.I | re.S)
+        message = f"an HTML page: {title[1].strip()}" if title else (exc.response.text or "")[:120]
+    code = exc.code or exc.type
+    request = f", request {exc.request_id}" if exc.request_id else ""
+    return f"HTTP {exc.status_code}: {message.strip()}" + (f" [{code}]" if code else "") + request
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    headers = exc.response.headers
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return max(float(headers[name]) * scale, 0.0)
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+# (status, code or None for any) -> error class; the first match wins.
+STATUS_ERRORS: list[tuple[int, str | None, type[GenerationError]]] = [
+    (400, "moderation_blocked", ContentRejected),
+    (400, "content_policy_violation", ContentRejected),
+    (400, None, InvalidRequest),
+    (401, None, CredentialsRefused),
+    (403, None, AccessDenied),
+    (404, None, ModelUnavailable),
+    (429, "insufficient_quota", QuotaExceeded),
+    (429, None, ConcurrencyLimited),
+    (408, None, Overloaded),
+    (409, None, Overloaded),
+]
+
+
+class Classifier:
+    """Maps the package's exceptions to the daemon's errors, with what to do."""
+
+    def __init__(
+        self,
+        config: OpenAISettings,
+        probe: Callable[[], bool],
+        env_file: str,
+        probe_every: float = PROBE_SECONDS,
+    ) -> None:
+        self.config = config
+        self.probe = probe
+        self.env_file = env_file
+        self.probe_every = probe_every
+
+    def error(self, exc: Exception, model: str) -> GenerationError:
+        """``model``: the call's, which a job may have chosen instead of the default."""
+        key = self.config.api_key
+        if isinstance(exc, openai.APITimeoutError):
+            return GenerationTimeout(f"no answer within {self.config.timeout:g}s")
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc
+            return Unreachable(
+                redact(f"{self.config.base_url}: {type(cause).__name__}: {cause}", key)
+            )
+        if not isinstance(exc, openai.APIStatusError):
+            return Unreachable(redact(f"{type(exc).__name__}: {exc}", key))
+        detail = redact(_said(exc), key)
+        kind = next(
+            (kind for status, code, kind in STATUS_ERRORS
+             if status == exc.status_code and code in (None, exc.code)),
+            Overloaded if exc.status_code >= 500 else InvalidRequest,
+        )  # fmt: skip
+        if kind is ModelUnavailable and model != self.config.model:
+            return InvalidRequest(f"the job's model: {detail}")  # that input's fault alone
+        if kind is ConcurrencyLimited:
+            wait = _retry_after(exc)
+            return ConcurrencyLimited(detail, resume_after=wait, retry_after=wait)
+        if kind in (CredentialsRefused, AccessDenied, ModelUnavailable, QuotaExceeded):
+            return kind(detail, self.resume(kind))
+        if kind is Overloaded:
+            return Overloaded(detail, retry_after=_retry_after(exc))
+        return kind(detail)
+
+    def resume(self, kind: type[GenerationError]) -> Resume:
+        model = self.config.model
+        if kind is CredentialsRefused:
+            hint = (f"the API refused the key: put a valid OPENAI_API_KEY in {self.env_file} "
+                    f"(keys: {KEYS_URL}); the queue resumes once it is accepted")  # fmt: skip
+            return Resume(probe=self.probe, every=self.probe_every, hint=hint)
+        if kind is ModelUnavailable:
+            hint = (
+                f"the model {model} is unknown or retired: set SORA_OPENAI_MODEL to a "
+                "current one (gpt-image-2); the queue resumes once it is accepted"
+            )
+            return Resume(probe=self.probe, every=self.probe_every, hint=hint)
+        if kind is AccessDenied:
+            hint = (
+                f"the organization must be verified to use {model}: verify it at "
+                f"{VERIFY_URL} (it can take 15 minutes); the queue tries again later"
+            )
+            return Resume(hint=hint)
+        hint = (
+            f"the account's quota is used up: add credit at {BILLING_URL}; "
+            "the queue tries again later (a refused call is not billed)"
+        )
+        return Resume(hint=hint)
+
+
+# -- the backend ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    """One generation call, run on a thread of its own."""
+
+    params: dict[str, Any]
+    started: float = field(default_factory=time.monotonic)
+    over: bool = False
+    generation: Generation | None = None
+    error: BaseException | None = None
+
+
+class OpenAIImages:
+    def __init__(
+        self,
+        config: OpenAISettings,
+        classifier: Classifier,
+        capabilities: Capabilities,
+        stop: threading.Event,
+    ) -> None:
+        self.config = config
+        self.classifier = classifier
+        self.capabilities = capabilities
+        self.stop = stop
+        self.client = client_for(config, config.timeout)
+        self.calls: dict[str, Call] = {}
+        self.changed = threading.Condition()
+        self.counter = itertools.count(1)
+
+    def submit(self, prompt: str, options: JobOptions) -> str:
+        model = options.model or self.config.model
+        params: dict[str, Any] = {
+            "model": model,
+            "prompt": prompt,
+            "n": options.variants,
+            "size": size_for(options, model),
+            "quality": options.quality or self.config.quality,
+            "moderation": self.config.moderation,
+            "output_format": "png",  # what images/ keeps: no conversion on our side
+        }
+        if options.background is not None:
+            params["background"] = options.background
+        task_id = f"call_{next(self.counter):06d}"
+        with self.changed:
+            self.calls[task_id] = Call(params)
+        threading.Thread(target=self._run, args=(task_id,), daemon=True, name=task_id).start()
+        return task_id
+
+    def finished(self, task_ids: list[str], wait: float) -> list[str]:
+        with self.changed:
+            self.changed.wait_for(lambda: any(map(self._over, task_ids)), timeout=wait)
+            return [task_id for task_id in task_ids if self._over(task_id)]
+
+    def collect(self, task_id: str, options: JobOptions) -> Generation:
+        with self.changed:
+            while not self._over(task_id):
+                if self.stop.is_set():
+                    raise Interrupted()
+                self.changed.wait(SLICE_SECONDS)
+            call = self.calls.pop(task_id, None)
+        if call is None:
+            raise Unreachable(f"{task_id}: no such call in this run")
+        if call.error is not None:
+            raise call.error
+        assert call.generation is not None
+        return call.generation
+
+    def find_task(self, prompt: str, since: float) -> str | None:
+        return None  # the API keeps no task to find: the prompt is sent again
+
+    def close(self) -> None:
+        self.client.close()  # calls still under way end with an error nobody collects
+
+    def _over(self, task_id: str) -> bool:
+        call = self.calls.get(task_id)
+        return call is None or call.over
+
+    def _run(self, task_id: str) -> None:
+        call = self.calls[task_id]
+        generation: Generation | None = None
+        error: BaseException | None = None
+        try:
+            raw = self.client.images.with_raw_response.generate(**call.params)
+            answer = raw.parse()
+            seconds = round(time.monotonic() - call.started, 3)
+            generation = self._generation(task_id, call, answer, raw.headers.get("x-request-id"))
+            generation.timings["call_s"] = seconds
+        except openai.OpenAIError as exc:
+            error = self.classifier.error(exc, call.params["model"])
+        except GenerationError as exc:
+            error = exc
+        except BaseException as exc:  # a bug of ours: handed to collect(), which raises it
+            error = exc
+        with self.changed:
+            call.over, call.generation, call.error = True, generation, error
+            self.changed.notify_all()
+
+    def _generation(
+        self, task_id: str, call: Call, answer: Any, request_id: str | None
+    ) -> Generation:
+        """The images of a 200 answer; one that holds no whole image is a failed download."""
+        where = f"{self.config.base_url}/images/generations"
+        items = answer.data or []
+        if not items:
+            raise DownloadFailed(f"{where} answered 200 with no image (request {request_id})")
+        images = []
+        for item in items:
+            try:
+                data = base64.b64decode(item.b64_json or "", validate=True)
+            except (binascii.Error, ValueError):
+                raise DownloadFailed(f"{where}: the image is not valid base64") from None
+            if not data:
+                raise DownloadFailed(f"{where} answered an empty image (request {request_id})")
+            png, width, height, source_format = to_png(data, where)
+            images.append(ImageFile(png, width, height, where, source_format))
+        usage = answer.usage.model_dump() if answer.usage is not None else None
+        details: dict[str, object] = {
+            "model": call.params["model"],
+            "size": answer.size or call.params["size"],
+            "quality": answer.quality or call.params["quality"],
+            "background": answer.background or call.params.get("background"),
+            "n": call.params["n"],
+            "usage": usage,
+            "request_id": request_id,
+        }
+        return Generation(task_id, images, details=details)
+
+
+def client_for(config: OpenAISettings, timeout: float) -> openai.OpenAI:
+    return openai.OpenAI(
+        api_key=config.api_key,
+        base_url=config.base_url,
+        organization=config.organization,
+        project=config.project,
+        timeout=timeout,
+        max_retries=0,  # one retry policy: the daemon's
+    )
+
+
+def model_accepted(config: OpenAISettings) -> tuple[bool, str]:
+    """Whether the key and the model are accepted (``GET /models/{model}``, free)."""
+    try:
+        with client_for(config, PROBE_TIMEOUT) as client:
+            client.models.retrieve(config.model)
+    except openai.APIStatusError as exc:
+        return False, redact(_said(exc), config.api_key)
+    except openai.OpenAIError as exc:
+        return False, redact(f"{type(exc).__name__}: {exc}", config.api_key)
+    return True, f"key and model {config.model} accepted by {config.base_url}"
+
+
+def missing_key(settings: Settings) -> CredentialsMissing:
+    env_file = settings.env_file
+    return CredentialsMissing(
+        f"OPENAI_API_KEY is not set: put OPENAI_API_KEY=sk-... in {env_file} (or in the "
+        f"service's environment) to use the OpenAI Images API; get a key at {KEYS_URL}",
+        Resume(file=env_file, seen=fingerprint(env_file), hint="waiting for OPENAI_API_KEY"),
+    )
+
+
+def create(
+    settings: Settings, environ: Callable[[], Mapping[str, str]], stop: threading.Event
+) -> OpenAIImages:
+    values = environ()
+    config = read_settings(values)
+    if not config.api_key:
+        raise missing_key(settings)
+
+    def probe() -> bool:
+        return model_accepted(read_settings(environ()))[0]
+
+    every = min(PROBE_SECONDS, settings.pause_seconds)
+    classifier = Classifier(config, probe, str(settings.env_file), every)
+    return OpenAIImages(config, classifier, capabilities(settings, values), stop)
+
+
+def status(settings: Settings, environ: Mapping[str, str], offline: bool) -> tuple[list[str], bool]:
+    config = read_settings(environ)
+    lines = [f"backend: openai, model {config.model}, {config.base_url}"]
+    if not config.api_key:
+        return [*lines, f"  OPENAI_API_KEY is not set (put it in {settings.env_file})"], False
+    if offline:
+        return lines, True
+    accepted, words = model_accepted(config)
+    return [*lines, f"  {words}"], accepted
+
+
+def login(settings: Settings) -> int:
+    print(
+        "sora-watcher login is not needed with the openai backend: it uses OPENAI_API_KEY "
+        f"(in {settings.env_file} or the environment). Get a key at {KEYS_URL}."
+    )
+    return 0

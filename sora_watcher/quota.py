@@ -1,0 +1,66 @@
+"""``SORA_DAILY_LIMIT``: at most so many images per local day, whatever the backend.
+
+Today's count is read once from ``images/`` (the names start with the local date) and kept
+up to date as images are published, so that a restart does not reset it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sora_watcher.errors import DailyLimitReached, Resume
+
+
+def todays_images(images: Path, now: datetime | None = None) -> Iterator[Path]:
+    day = (now or datetime.now()).strftime("%Y%m%d_")
+    if images.is_dir():
+        yield from (p for p in images.rglob(day + "*.png") if p.is_file())
+
+
+def todays_tokens(images: Path) -> int:
+    """Tokens billed today, from the sidecars of today's images (an API backend's usage).
+    One call's usage is in the sidecar of each of its images: it is counted at the first."""
+    total = 0
+    for image in todays_images(images):
+        try:
+            sidecar = json.loads(image.with_suffix(".json").read_text(encoding="utf-8"))
+            if sidecar.get("variant", 0) == 0:
+                total += int(sidecar["usage"]["total_tokens"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # no usage (another backend), or a sidecar being written
+    return total
+
+
+def seconds_to_midnight(now: datetime) -> float:
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (midnight - now).total_seconds()
+
+
+class DailyCount:
+    def __init__(self, images: Path, limit: int) -> None:
+        self.limit = limit
+        self.day = datetime.now().date()
+        self.count = sum(1 for _ in todays_images(images)) if limit else 0
+
+    def add(self, images: int) -> None:
+        self._roll()
+        self.count += images
+
+    def check(self, coming: int) -> None:
+        """Raise ``DailyLimitReached`` if ``coming`` more images would pass today's limit."""
+        self._roll()
+        if self.limit and self.count + coming > self.limit:
+            now = datetime.now()
+            raise DailyLimitReached(
+                f"{self.count} image(s) made today, {coming} more would pass SORA_DAILY_LIMIT="
+                f"{self.limit}",
+                Resume(after=seconds_to_midnight(now) + 1, hint="the queue resumes at midnight"),
+            )
+
+    def _roll(self) -> None:
+        today = datetime.now().date()
+        if today != self.day:
+            self.day, self.count = today, 0

@@ -390,6 +390,11 @@ class Daemon:
             if not self.sendable(entry):
                 continue
             if entry.state is not PromptState.SUBMITTED:
+                limit = self.today.reached(self.images_in_flight() + entry.job_options.variants)
+                if limit is not None:
+                    if not self.in_flight and not self.landed:  # what is paid for comes first
+                        self.pause(limit)
+                    return
                 number = entry.index + 1
                 where = f"{number}/{len(journal.entries)} of {journal.input_name}"
                 self.board.set("generating", where)
@@ -511,7 +516,6 @@ class Daemon:
                 entry.state = PromptState.SUBMITTED
                 journal.save(entry)
                 return
-        self.today.check(self.images_in_flight() + entry.job_options.variants)
         logger.info("{} line {}: generating", journal.input_name, entry.line)
         now = time.time()
         entry.started_at = entry.started_at or now
@@ -534,6 +538,7 @@ class Daemon:
         entry.staged = self.stage(journal, entry, generation)
         entry.state = PromptState.DOWNLOADED
         journal.save(entry)
+        self.today.add(len(entry.staged))  # made, if not yet in images/
         if self.concurrency < self.max_in_flight:
             # One more in flight once as many as are in flight went through: slowly, so that
             # a backlog rides the service's limit instead of bouncing off it.
@@ -595,7 +600,6 @@ class Daemon:
                 staged.target,
                 remember,
             )
-            self.today.add(1)
             entry.images.append(path.name)
             shown = relative(path, self.settings.home)
             logs.success(entry.text, shown, finished - started)

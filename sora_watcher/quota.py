@@ -49,16 +49,17 @@ class DailyCount:
         self._roll()
         self.count += images
 
-    def check(self, coming: int) -> None:
-        """Raise ``DailyLimitReached`` if ``coming`` more images would pass today's limit."""
+    def reached(self, coming: int) -> DailyLimitReached | None:
+        """The pause to make if ``coming`` more images would pass today's limit."""
         self._roll()
-        if self.limit and self.count + coming > self.limit:
-            now = datetime.now()
-            raise DailyLimitReached(
-                f"{self.count} image(s) made today, {coming} more would pass SORA_DAILY_LIMIT="
-                f"{self.limit}",
-                Resume(after=seconds_to_midnight(now) + 1, hint="the queue resumes at midnight"),
-            )
+        if not self.limit or self.count + coming <= self.limit:
+            return None
+        now = datetime.now()
+        return DailyLimitReached(
+            f"{self.count} image(s) made today, {coming} more would pass SORA_DAILY_LIMIT="
+            f"{self.limit}",
+            Resume(after=seconds_to_midnight(now) + 1, hint="the queue resumes at midnight"),
+        )
 
     def _roll(self) -> None:
         today = datetime.now().date()

@@ -241,12 +241,12 @@ def test_the_daily_limit_counts_todays_images_across_restarts(tmp_path: Path) ->
         (tmp_path / f"{name}.json").write_text(json.dumps(sidecar), encoding="utf-8")
     count = DailyCount(tmp_path, limit=3)
     assert count.count == 2
-    count.check(1)
-    with pytest.raises(DailyLimitReached) as caught:
-        count.check(2)
-    assert caught.value.resume.after is not None and caught.value.resume.after <= 86401
+    assert count.reached(1) is None
+    pause = count.reached(2)
+    assert isinstance(pause, DailyLimitReached)
+    assert pause.resume.after is not None and pause.resume.after <= 86401
     assert todays_tokens(tmp_path) == 2000
-    assert DailyCount(tmp_path, limit=0).check(10_000) is None  # 0: no limit
+    assert DailyCount(tmp_path, limit=0).reached(10_000) is None  # 0: no limit
 
 
 def test_midnight_is_counted_from_the_local_time() -> None:

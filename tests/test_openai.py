@@ -201,6 +201,8 @@ def test_transient_failures_are_tried_again(home: Path, api: ImagesStandIn, faul
     code, output = once(home, api)
     assert code == 0, output
     assert len(api.calls) == 2
+    # The daemon's retry (the package's own are off); a rate limit is not a failed try.
+    assert ("in flight at most" if fault == "rate_limit_exceeded" else "try 2/4 again") in output
     [image] = images(home)
     with Image.open(image) as picture:
         picture.verify()
@@ -261,6 +263,15 @@ def test_without_a_key_once_exits_2_and_run_waits_for_the_key(
     assert code == 2
     assert "OPENAI_API_KEY is not set" in output and str(home / ".env") in output
     assert (home / "inbox" / "p.txt").exists()
+    generate = subprocess.run(
+        [sys.executable, str(ROOT / "watcher.py"), "generate", "--prompt-file", "inbox/p.txt"],
+        cwd=home,
+        env=openai_env(home, api, OPENAI_API_KEY=""),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert generate.returncode == 2 and "OPENAI_API_KEY is not set" in generate.stderr
 
     env = openai_env(home, api)
     del env["OPENAI_API_KEY"]
@@ -363,7 +374,7 @@ def test_a_rate_limited_backlog_rides_the_limit(home: Path, api: ImagesStandIn) 
 
 def test_the_daily_limit_pauses_the_queue(home: Path, api: ImagesStandIn) -> None:
     drop(home / "inbox", "p.txt", "one\ntwo\nthree\n")
-    code, output = once(home, api, SORA_DAILY_LIMIT="2", SORA_CONCURRENCY="1")
+    code, output = once(home, api, SORA_DAILY_LIMIT="2")
     assert code == 1
     assert len(images(home)) == 2
     assert "queue paused: DailyLimitReached" in output

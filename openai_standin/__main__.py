@@ -10,11 +10,11 @@ the demo sets OPENAI_BASE_URL to. Faults and settings change through /_standin/*
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 
-from .server import ImagesStandIn, is_loopback
+from standin_kit import is_loopback, serve
+
+from .server import ImagesStandIn
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,28 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_in_flight < 1:
         parser.error("--max-in-flight must be >= 1")
 
-    stop = threading.Event()
-    # SIGTERM (test fixtures, the demo script) ends the server as cleanly as Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     api = ImagesStandIn(
         args.host, args.port, args.latency, args.max_in_flight, args.api_key, args.verbose
     )
-    try:
-        api.start()
-    except OSError as error:
-        print(f"openai-standin: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
-        return 1
-    # Tests and the demo wait for exactly this line to learn the port.
-    print(f"openai-standin listening on {api.base_url}", flush=True)
-    try:
-        # A short wait in a loop keeps the main thread responsive to signals.
-        while not stop.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        api.stop()
-    return 0
+    return serve(api, "openai-standin")
 
 
 if __name__ == "__main__":

@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import base64
 import re
-import threading
-from dataclasses import dataclass
 from typing import Any
+
+from standin_kit import Switches
 
 from . import errors
 from .errors import ApiError
@@ -76,24 +76,15 @@ _NOT_AN_IMAGE = (
 )
 
 
-def _checked_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
-    defaults = DEFAULT_PARAMS[name]
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        valid = ", ".join(defaults) or "none"
-        raise ValueError(f"fault {name!r} has no parameter {unknown[0]!r} (valid: {valid})")
-    checked = dict(defaults)
-    for key, value in params.items():
-        # bool is an int in Python, but `retry_after=True` is surely a mistake.
-        number = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
-        if isinstance(defaults[key], str):
-            if not isinstance(value, str):
-                raise ValueError(f"{name}: {key} must be a string")
-        # None only where it is the default: hang's seconds, meaning until stop().
-        elif not number and not (value is None and defaults[key] is None):
-            raise ValueError(f"{name}: {key} must be a number >= 0")
-        checked[key] = value
-    return checked
+def _check_value(name: str, key: str, value: Any, default: Any) -> None:
+    # bool is an int in Python, but `retry_after=True` is surely a mistake.
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ValueError(f"{name}: {key} must be a string")
+    # None only where it is the default: hang's seconds, meaning until stop().
+    elif not number and not (value is None and default is None):
+        raise ValueError(f"{name}: {key} must be a number >= 0")
 
 
 def from_prompt(prompt: str) -> str | None:
@@ -104,56 +95,14 @@ def from_prompt(prompt: str) -> str | None:
     return None
 
 
-@dataclass
-class _Armed:
-    remaining: int | None  # None: until cleared
-    params: dict[str, Any]
+class Faults(Switches):
+    """Armed faults; every method is safe to call from the server's threads.
 
-
-class Faults:
-    """Armed faults; every method is safe to call from the server's threads."""
+    take() consumes one call of the earliest armed fault: (name, params), or None.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._armed: dict[str, _Armed] = {}
-
-    def arm(self, name: str, count: int | None, params: dict[str, Any]) -> None:
-        """Arm `name` for `count` calls; arming it again replaces the previous one."""
-        if name not in DEFAULT_PARAMS:
-            raise ValueError(f"unknown fault {name!r} (valid: {', '.join(NAMES)})")
-        if count is not None and (type(count) is not int or count < 1):
-            raise ValueError("count must be None (until cleared) or an integer >= 1")
-        armed = _Armed(count, _checked_params(name, params))
-        with self._lock:
-            self._armed.pop(name, None)  # re-armed: it now comes last
-            self._armed[name] = armed
-
-    def take(self) -> tuple[str, dict[str, Any]] | None:
-        """Consume one call of the earliest armed fault: (name, params), or None."""
-        with self._lock:
-            for name, armed in self._armed.items():
-                if armed.remaining is not None:
-                    armed.remaining -= 1
-                    if armed.remaining == 0:
-                        del self._armed[name]
-                return name, dict(armed.params)
-        return None
-
-    def armed_forever(self, name: str) -> bool:
-        with self._lock:
-            armed = self._armed.get(name)
-            return armed is not None and armed.remaining is None
-
-    def clear(self) -> None:
-        with self._lock:
-            self._armed.clear()
-
-    def snapshot(self) -> dict[str, dict[str, Any]]:
-        with self._lock:
-            return {
-                name: {"remaining": armed.remaining, "params": dict(armed.params)}
-                for name, armed in self._armed.items()
-            }
+        super().__init__(DEFAULT_PARAMS, _check_value, kind="fault", null="None")
 
 
 def error(

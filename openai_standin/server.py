@@ -14,8 +14,6 @@ Control endpoints, for a stand-in started from the command line (no auth: loopba
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
 import json
 import math
 import re
@@ -29,10 +27,11 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
+
+from standin_kit import StandInApp, TrackedServer, is_loopback
 
 from . import errors, faults, images, params
 from .errors import ApiError
@@ -41,15 +40,6 @@ MAX_BODY = 1 << 20
 # A body up to this size is read and thrown away before the 413, so that the client gets the
 # answer rather than a connection reset while it is still sending.
 MAX_DRAINED = 16 * MAX_BODY
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass
@@ -117,45 +107,7 @@ def _model_json(model: str) -> dict[str, Any]:
     return {"id": model, "object": "model", "created": params.MODELS[model], "owned_by": "system"}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], app: ImagesStandIn) -> None:
-        self.app = app
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    # Connections are tracked so that stop() can cut kept-alive ones: otherwise a client
-    # could go on talking to a "stopped" stand-in through a connection opened before.
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):  # already closed by the other side
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hangs up is routine here; anything else deserves a traceback.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class ImagesStandIn:
+class ImagesStandIn(StandInApp):
     """A local stand-in for the OpenAI Images API, served from a daemon thread."""
 
     def __init__(
@@ -167,67 +119,21 @@ class ImagesStandIn:
         api_key: str | None = None,
         verbose: bool = False,
     ) -> None:
-        # The control endpoints (/_standin/*) have no auth: never expose them beyond loopback.
-        if not is_loopback(host):
-            raise ValueError(f"refusing to listen on {host!r}: only loopback hosts are allowed")
-        self.host, self.port = host, port
+        super().__init__(host, port, _Handler, join_timeout=2)
         self.latency = latency  # seconds a generation takes; read when a call arrives
         self.max_in_flight = max_in_flight  # generations at once; one more gets a 429
         self.api_key = api_key  # None: any non-empty Bearer key is accepted
         self.verbose = verbose
-        # Set by stop(): calls waiting (latency, hang) give up at once and are dropped.
-        self.stopping = threading.Event()
         self._faults = faults.Faults()
         self._lock = threading.Condition()
         self._calls: list[Call] = []
         self._in_flight = 0
         self._peak = 0
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
         """What OPENAI_BASE_URL is set to: http://127.0.0.1:PORT/v1."""
-        if self._httpd is None:
-            raise RuntimeError("ImagesStandIn is not started")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self._httpd.server_address[1]}/v1"
-
-    def start(self) -> ImagesStandIn:
-        if self._httpd is not None:
-            return self
-        server_class = _Server6 if ":" in self.host else _Server
-        httpd = server_class((self.host, self.port), self)
-        self.stopping.clear()
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
-            return
-        self.stopping.set()
-        httpd.shutdown()
-        httpd.server_close()
-        httpd.close_connections()
-        if thread is not None:
-            thread.join(timeout=2)
-        self._httpd = self._thread = None
-
-    def __enter__(self) -> ImagesStandIn:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return f"{super().base_url}/v1"
 
     # --- faults (see faults.py) -------------------------------------------------------------
 
@@ -331,7 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     @property
     def app(self) -> ImagesStandIn:
-        return cast(_Server, self.server).app
+        return cast("TrackedServer[ImagesStandIn]", self.server).app
 
     # --- plumbing -------------------------------------------------------------------------
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
+from standin_kit import is_loopback, serve
+
 from . import auth
-from .server import StandIn, is_loopback
+from .server import StandIn
 
 DEFAULT_SECRET = "standin-secret"
 
@@ -36,26 +36,8 @@ def _serve(argv: list[str]) -> int:
     if args.delay < 0:
         parser.error("--delay must be >= 0")
 
-    stop = threading.Event()
-    # SIGTERM (systemd, test fixtures) ends the server as cleanly as Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     standin = StandIn(args.host, args.port, args.delay, args.secret, verbose=args.verbose)
-    try:
-        standin.start()
-    except OSError as error:
-        print(f"sora-standin: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
-        return 1
-    # Tests and the demo wait for exactly this line to learn the port.
-    print(f"sora-standin listening on {standin.base_url}", flush=True)
-    try:
-        # A short wait in a loop keeps the main thread responsive to signals.
-        while not stop.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        standin.stop()
-    return 0
+    return serve(standin, "sora-standin")
 
 
 def _make_session(argv: list[str]) -> int:

@@ -23,9 +23,9 @@ one armed first fires; the others wait for the next requests.
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
 from typing import Any
+
+from standin_kit import Switches
 
 # Each scenario's parameters with their defaults; the default's type is the accepted type.
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
@@ -62,22 +62,13 @@ PAGE_VARIANTS: dict[str, tuple[Any, ...]] = {
 }
 
 
-def _checked_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
-    defaults = DEFAULT_PARAMS[name]
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        valid = ", ".join(defaults) or "none"
-        raise ValueError(f"scenario {name!r} has no parameter {unknown[0]!r} (valid: {valid})")
-    checked = dict(defaults)
-    for key, value in params.items():
-        if isinstance(defaults[key], bool):
-            if not isinstance(value, bool):
-                raise ValueError(f"{name}: {key} must be true or false")
-        # bool is an int in Python, but `resets_in=True` is surely a mistake.
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"{name}: {key} must be a number >= 0")
-        checked[key] = value
-    return checked
+def _check_value(name: str, key: str, value: Any, default: Any) -> None:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: {key} must be true or false")
+    # bool is an int in Python, but `resets_in=True` is surely a mistake.
+    elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{name}: {key} must be a number >= 0")
 
 
 def check_page_variant(variant: Any) -> dict[str, Any]:
@@ -95,50 +86,8 @@ def check_page_variant(variant: Any) -> dict[str, Any]:
     return dict(variant)
 
 
-@dataclass
-class _Armed:
-    remaining: int | None  # None: until cleared
-    params: dict[str, Any]
-
-
-class Scenarios:
+class Scenarios(Switches):
     """Armed scenarios; every method is safe to call from the server's threads."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._armed: dict[str, _Armed] = {}
-
-    def arm(self, name: str, count: int | None, params: dict[str, Any]) -> None:
-        """Arm `name` for `count` occurrences; arming it again replaces the previous one."""
-        if name not in DEFAULT_PARAMS:
-            raise ValueError(f"unknown scenario {name!r} (valid: {', '.join(NAMES)})")
-        if count is not None and (type(count) is not int or count < 1):
-            raise ValueError("count must be null (until cleared) or an integer >= 1")
-        armed = _Armed(count, _checked_params(name, params))
-        with self._lock:
-            self._armed.pop(name, None)  # re-armed: it now comes last
-            self._armed[name] = armed
-
-    def take(self, *names: str) -> tuple[str, dict[str, Any]] | None:
-        """Consume one occurrence of the earliest armed scenario among `names`."""
-        with self._lock:
-            for name, armed in self._armed.items():
-                if name not in names:
-                    continue
-                if armed.remaining is not None:
-                    armed.remaining -= 1
-                    if armed.remaining == 0:
-                        del self._armed[name]
-                return name, dict(armed.params)
-        return None
-
-    def clear(self) -> None:
-        with self._lock:
-            self._armed.clear()
-
-    def snapshot(self) -> dict[str, dict[str, Any]]:
-        with self._lock:
-            return {
-                name: {"remaining": armed.remaining, "params": dict(armed.params)}
-                for name, armed in self._armed.items()
-            }
+        super().__init__(DEFAULT_PARAMS, _check_value, kind="scenario", null="null")

@@ -11,12 +11,9 @@ Control endpoints, for the demo and the benchmark (tests in-process use StandIn 
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
 import json
 import re
 import secrets
-import socket
 import sys
 import threading
 import time
@@ -24,11 +21,13 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 from html import escape
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import resources
-from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from standin_kit import StandInApp, TrackedServer
+from standin_kit import is_loopback as is_loopback  # imported from here by __main__ and others
 
 from . import auth, images, scenarios, tasks
 
@@ -68,15 +67,6 @@ _REFUSALS: dict[str, tuple[int, str, str, str]] = {
 }
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _static_file(name: str) -> bytes | None:
     entry = resources.files(__package__).joinpath("static", name)
     return entry.read_bytes() if entry.is_file() else None
@@ -110,45 +100,7 @@ class _HTTPError(Exception):
         self.extra = extra or {}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], standin: StandIn) -> None:
-        self.standin = standin
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    # Connections are tracked so that stop() can cut kept-alive ones: otherwise a browser
-    # could go on talking to a "stopped" stand-in through a connection opened before.
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):  # already closed by the other side
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hangs up is routine here; anything else deserves a traceback.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class StandIn:
+class StandIn(StandInApp):
     """A local stand-in for the Sora web app, served from a daemon thread."""
 
     def __init__(
@@ -159,10 +111,7 @@ class StandIn:
         secret: str = "standin-secret",
         verbose: bool = False,
     ) -> None:
-        # The control endpoints (/_standin/*) have no auth: never expose them beyond loopback.
-        if not is_loopback(host):
-            raise ValueError(f"refusing to listen on {host!r}: only loopback hosts are allowed")
-        self.host, self.port = host, port
+        super().__init__(host, port, _Handler, join_timeout=5)
         self.delay = delay
         self.secret = secret
         self.verbose = verbose
@@ -178,53 +127,6 @@ class StandIn:
         self._revocations = 0
         # Users whose page showed the phone verification dialog: their POSTs are refused.
         self._phone_blocked: set[str] = set()
-        # Set by stop(): handlers that wait on purpose (slow_cdn) give up at once.
-        self.stopping = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("StandIn is not started")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self._httpd.server_address[1]}"
-
-    def start(self) -> StandIn:
-        if self._httpd is not None:
-            return self
-        server_class = _Server6 if ":" in self.host else _Server
-        httpd = server_class((self.host, self.port), self)
-        self.stopping.clear()
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
-            return
-        self.stopping.set()
-        httpd.shutdown()
-        httpd.server_close()
-        httpd.close_connections()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._httpd = self._thread = None
-
-    def __enter__(self) -> StandIn:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def storage_state(
         self, user: str = "demo", valid_for: float = auth.SESSION_LIFETIME
@@ -248,7 +150,7 @@ class StandIn:
 
     def fire(self, *names: str) -> tuple[str, dict[str, Any]] | None:
         """Consume one occurrence of the earliest armed of `names`: (name, params) or None."""
-        return self._scenarios.take(*names)
+        return self._scenarios.take(names)
 
     @property
     def page_variant(self) -> dict[str, Any]:
@@ -324,7 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     @property
     def app(self) -> StandIn:
-        return cast(_Server, self.server).standin
+        return cast("TrackedServer[StandIn]", self.server).app
 
     # --- plumbing -------------------------------------------------------------------------
 

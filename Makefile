@@ -18,7 +18,9 @@ $(STAMP): pyproject.toml
 browser: install
 	bash scripts/ensure-browser.sh $(PY)
 
-demo: browser
+# The default demo needs no browser; the web one gets one first.
+demo: install
+	$(if $(filter web,$(BACKEND)),bash scripts/ensure-browser.sh $(PY))
 	$(PY) scripts/demo.py $(BACKEND)
 
 lint: install

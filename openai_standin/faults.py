@@ -15,6 +15,7 @@ fault NAME on every call, without consuming what is armed.
     insufficient_quota        429, without retry-after by default
     server_error              500 JSON
     bad_gateway_html          502 HTML page, as from a proxy
+    html_page_200             200 with an HTML page, as from a captive portal or a proxy
     overloaded                503 JSON
     hang                      nothing until stop(), or for `seconds`       seconds=None
                               and then answered as usual
@@ -53,6 +54,7 @@ _OWN_PARAMS: dict[str, dict[str, Any]] = {
     "insufficient_quota": {},
     "server_error": {},
     "bad_gateway_html": {},
+    "html_page_200": {},
     "overloaded": {},
     "hang": {"seconds": None},
     "reset": {},

@@ -425,10 +425,11 @@ class _Handler(BaseHTTPRequestHandler):
         if name == "reset":
             self._drop(reset=True)
             return
-        if name == "bad_gateway_html":
+        if name in ("bad_gateway_html", "html_page_200"):
             retry_after = fault_params["retry_after"]
             headers = [] if retry_after is None else errors.retry_headers(retry_after)
-            self._send(502, faults.BAD_GATEWAY_PAGE, "text/html", headers)
+            status = 502 if name == "bad_gateway_html" else 200
+            self._send(status, faults.BAD_GATEWAY_PAGE, "text/html", headers)
             return
         if name in faults.DATA_FAULTS:
             self._answer(request, name)

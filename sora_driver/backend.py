@@ -22,7 +22,8 @@ from sora_driver.login import login as login_by_hand
 from sora_driver.web import ASPECT_RATIOS, DriverConfig, SoraWebDriver
 from sora_watcher.backends.base import Capabilities, Generation, JobOptions
 from sora_watcher.config import Settings
-from sora_watcher.errors import Fingerprint, QueueStopError, Resume, fingerprint
+from sora_watcher.errors import Fingerprint, QueueStopError, Resume
+from sora_watcher.folders import fingerprint
 from sora_watcher.status import age
 
 T = TypeVar("T")
@@ -42,8 +43,6 @@ def capabilities(settings: Settings, environ: Mapping[str, str]) -> Capabilities
 class SoraWebBackend:
     """The driver, with a way back from its session errors: the queue resumes when
     session.json is replaced (the daemon does not know what a session is)."""
-
-    capabilities = CAPABILITIES
 
     def __init__(self, driver: SoraWebDriver, settings: Settings) -> None:
         self.driver = driver

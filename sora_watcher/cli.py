@@ -141,6 +141,8 @@ def cli(*args: str) -> int:
     except CredentialsMissing as exc:
         logs.credentials_missing(exc.detail)
         return EXIT_SESSION
+    except Interrupted:  # stopped while it waited (for credentials, a pause): a clean stop
+        return EXIT_OK
     except ConfigError as exc:
         logger.error("configuration error: {}", exc)
         return EXIT_USAGE

@@ -212,7 +212,7 @@ def _concurrency(name: str, text: str) -> int | None:
     return value
 
 
-def in_flight(settings: Settings, most: int, default: int) -> int:
+def concurrency_for(settings: Settings, most: int, default: int) -> int:
     """SORA_CONCURRENCY checked against what the backend allows (``most``)."""
     if settings.concurrency is None:
         return default

@@ -25,23 +25,24 @@ from loguru import logger
 
 from sora_watcher import logs, pngmeta
 from sora_watcher.backends.base import Capabilities, Generation, ImageBackend
-from sora_watcher.config import Settings, in_flight
+from sora_watcher.config import Settings, concurrency_for
 from sora_watcher.errors import (
     ConcurrencyLimited,
     CredentialsMissing,
     DownloadFailed,
     GenerationError,
     Interrupted,
+    InvalidRequest,
     PermanentError,
     QueueStopError,
     Resume,
     TransientError,
     Unreachable,
-    fingerprint,
 )
 from sora_watcher.folders import (
     Folders,
     JobState,
+    fingerprint,
     hold_lock,
     publish_image,
     stage_image,
@@ -56,7 +57,7 @@ from sora_watcher.watch import Intake
 
 BackendFactory = Callable[[], ImageBackend]
 QUEUE_POLL_SECONDS = 0.5  # how often an idle worker looks at the stop flag
-FILE_CHECK_SECONDS = 2.0  # how often a paused queue looks for a new session.json or .env
+FILE_CHECK_SECONDS = 2.0  # how often a paused queue looks at the file it waits for
 MAX_ACTIVE_INPUTS = 10  # inputs at hand at once (some may wait for a retry)
 
 
@@ -115,12 +116,12 @@ class Daemon:
         self.active: list[Journal] = []  # inputs in progress, in the order they came
         self.in_flight: list[tuple[Journal, Entry]] = []  # submitted, not finished yet
         self.landed: list[tuple[Journal, Entry]] = []  # finished on the site, not downloaded
-        self.held_stop: QueueStopError | None = None  # a pause held until `landed` is done
-        self.max_in_flight = in_flight(
+        # A pause held until what is paid for is down (see paid_work_pending).
+        self.held_stop: QueueStopError | None = None
+        self.max_in_flight = concurrency_for(
             settings, capabilities.max_in_flight, capabilities.default_in_flight
         )
         self.concurrency = self.max_in_flight  # lowered for a while by the service's limit
-        self.since_lowered = 0  # images made since, to raise it back
         self.today = DailyCount(settings.images, settings.daily_limit)
         self.retry_at: dict[int, float] = {}  # id(entry) -> when it may be tried again
         self.moves_inputs = True  # False for `generate`, which leaves its prompt file be
@@ -139,9 +140,8 @@ class Daemon:
                 self.intake.offer(path)
             self.intake.start(watch=not self.once)
             logger.info("watching {}", self.folders.inbox)
-            notify("READY=1")
+            self.ready()
             self.board.set("idle")
-            self.heartbeat.start()
             while not self.stop.is_set():
                 self.heartbeat.progress()
                 with contextlib.suppress(Interrupted):
@@ -169,30 +169,38 @@ class Daemon:
         """Warm the backend up before taking work. Without credentials (session.json, an API
         key) nothing is claimed: ``once`` and ``generate`` stop; the daemon waits for them
         (systemd would only restart it into the same state)."""
-        try:
-            self.ensure_backend()
-        except CredentialsMissing as exc:
-            if self.once:
-                raise
-            logs.credentials_missing(exc.detail)
-            notify("READY=1")  # up, and saying why it waits
-            self.board.set("paused", f"{exc.name}: {exc.detail}")
-            self.wait_to_resume(exc.resume)
-            self.start_backend()
-        except GenerationError as exc:
-            logger.error("{} at start-up ({}); the first input tries again", exc.name, exc.detail)
+        while True:
+            try:
+                self.ensure_backend()
+                return
+            except CredentialsMissing as exc:
+                if self.once:
+                    raise
+                logs.credentials_missing(exc.detail)
+                self.ready()  # up, and saying why it waits
+                self.board.set("paused", f"{exc.name}: {exc.detail}")
+                self.wait_to_resume(exc.resume)
+            except GenerationError as exc:
+                logger.error(
+                    "{} at start-up ({}); the first input tries again", exc.name, exc.detail
+                )
+                return
+
+    def ready(self) -> None:
+        """Tell systemd the service is up, and keep its watchdog fed from now on."""
+        notify("READY=1")
+        self.heartbeat.start()
 
     def close_backend(self) -> None:
         if not self.capabilities.follows_tasks:  # its calls in flight end with it
             for journal, entry in chain(self.in_flight, self.landed):
-                entry.state, entry.task_id = PromptState.PENDING, None
-                journal.save(entry)
+                self.forget_call(journal, entry)
             self.in_flight, self.landed = [], []
         if self.backend is not None:
             try:
                 self.backend.close()
             except Exception as exc:  # the process is ending; say it, do not crash on it
-                logger.warning("closing the browser: {}", exc)
+                logger.warning("closing the backend: {}", exc)
             self.backend = None
 
     def ensure_backend(self) -> ImageBackend:
@@ -390,7 +398,12 @@ class Daemon:
             if not self.sendable(entry):
                 continue
             if entry.state is not PromptState.SUBMITTED:
-                limit = self.today.reached(self.images_in_flight() + entry.job_options.variants)
+                variants = entry.job_options.variants
+                if variants > self.today.limit > 0:  # would wait for a midnight that never comes
+                    error = InvalidRequest(f"variants {variants} is over SORA_DAILY_LIMIT")
+                    self.fail_entry(journal, entry, error)
+                    continue
+                limit = self.today.reached(self.images_in_flight() + variants)
                 if limit is not None:
                     if not self.in_flight and not self.landed:  # what is paid for comes first
                         self.pause(limit)
@@ -409,7 +422,7 @@ class Daemon:
         except QueueStopError as exc:
             self.pause(exc)
             return
-        except GenerationError as exc:  # the page, not a task: every task in flight is still there
+        except GenerationError as exc:  # the backend, not a task: every task is still there
             logger.warning("{} while following tasks ({}); trying again", exc.name, exc.detail)
             self.wait(self.retry.wait_before(1))
             return
@@ -428,7 +441,7 @@ class Daemon:
         while self.landed:
             journal, entry = self.landed.pop(0)
             self.attempt(journal, entry, partial(self.download, journal, entry))
-        if self.held_stop is not None:
+        if self.held_stop is not None and not self.paid_work_pending():
             error, self.held_stop = self.held_stop, None
             self.publish_in_order()  # images already paid for, in images/ before a long pause
             self.pause(error)
@@ -463,7 +476,6 @@ class Daemon:
                 self.pause(exc)  # another client's tasks fill the account: wait for them
                 return
             self.concurrency = max(1, len(self.in_flight))  # a landed task may still count
-            self.since_lowered = 0
             delay = self.retry.delay if exc.retry_after is None else exc.retry_after
             self.retry_at[id(entry)] = time.monotonic() + delay
             logger.warning("{}: {} in flight at most for now", exc.detail, self.concurrency)
@@ -486,10 +498,15 @@ class Daemon:
                 delay,
             )
         except QueueStopError as exc:
-            if self.landed:
+            if self.paid_work_pending():
                 self.held_stop = self.held_stop or exc
             else:
                 self.pause(exc)
+
+    def paid_work_pending(self) -> bool:
+        """Whether a pause now would lose what is already paid for: images landed and not
+        yet down, and calls in flight that end with the backend (they would be paid again)."""
+        return bool(self.landed) or (not self.capabilities.follows_tasks and bool(self.in_flight))
 
     def fail_entry(self, journal: Journal, entry: Entry, error: GenerationError) -> None:
         entry.state = PromptState.FAILED
@@ -530,21 +547,16 @@ class Daemon:
         assert entry.task_id is not None
         try:
             generation = self.ensure_backend().collect(entry.task_id, entry.job_options)
+            entry.staged = self.stage(journal, entry, generation)
         except GenerationError:
             if not self.capabilities.follows_tasks:  # the call is over: the next try sends it
-                entry.state, entry.task_id = PromptState.PENDING, None
-                journal.save(entry)
+                self.forget_call(journal, entry)
             raise
-        entry.staged = self.stage(journal, entry, generation)
         entry.state = PromptState.DOWNLOADED
         journal.save(entry)
         self.today.add(len(entry.staged))  # made, if not yet in images/
         if self.concurrency < self.max_in_flight:
-            # One more in flight once as many as are in flight went through: slowly, so that
-            # a backlog rides the service's limit instead of bouncing off it.
-            self.since_lowered += 1
-            if self.since_lowered >= self.concurrency:
-                self.concurrency, self.since_lowered = self.concurrency + 1, 0
+            self.concurrency += 1  # the service took one back: try one more in flight again
 
     def stage(self, journal: Journal, entry: Entry, generation: Generation) -> list[Staged]:
         """The images beside the journal, each carrying its prompt and what its sidecar says
@@ -574,7 +586,7 @@ class Daemon:
                 "duration_s": round(arrived - started, 3),
             }
             try:
-                png = pngmeta.tag(image.png, entry.text, parameters(metadata), metadata)
+                png = pngmeta.tag(image.png, entry.text, pngmeta.settings_line(metadata), metadata)
             except ValueError as exc:  # the backend let through what is not a whole PNG
                 raise DownloadFailed(f"{image.source_url}: {exc}") from None
             metadata["bytes"] = len(png)
@@ -602,7 +614,8 @@ class Daemon:
             )
             entry.images.append(path.name)
             shown = relative(path, self.settings.home)
-            logs.success(entry.text, shown, finished - started)
+            seconds = staged.metadata.get("duration_s", finished - started)  # as the sidecar says
+            logs.success(entry.text, shown, float(seconds))
             self.board.succeeded(entry.text, shown)
             source = str(journal.input_path)
             self.on_success.run(str(path), source, entry.text, task_id=entry.task_id or "")
@@ -640,12 +653,23 @@ class Daemon:
         elif resume.probe is not None:
             logger.warning("trying again every {:.0f}s", resume.every)
             self.wait(resume.every)
-            while not resume.probe():
+            while not self.ask(resume.probe):
                 self.wait(resume.every)
         else:
             delay = self.settings.pause_seconds if resume.after is None else resume.after
             logger.warning("resuming in {:.0f}s", delay)
             self.wait(delay)
+
+    def ask(self, probe: Callable[[], bool]) -> bool:
+        """``probe()`` on a thread of its own, so that a slow answer never holds up a stop."""
+        answer: list[bool] = []
+        thread = threading.Thread(target=lambda: answer.append(probe()), daemon=True)
+        thread.start()
+        while thread.is_alive():
+            self.heartbeat.progress()
+            if self.stop.wait(QUEUE_POLL_SECONDS):
+                raise Interrupted()
+        return answer == [True]
 
     def send_again(self, journal: Journal) -> None:
         """Generations that were in flight when the last run ended are lost with it (a call
@@ -653,11 +677,22 @@ class Daemon:
         for entry in journal.unfinished():
             if entry.state in (PromptState.SUBMITTING, PromptState.SUBMITTED):
                 logger.info("{} line {}: sent again", journal.input_name, entry.line)
-                entry.state, entry.task_id = PromptState.PENDING, None
-                journal.save(entry)
+                self.forget_call(journal, entry)
+
+    def forget_call(self, journal: Journal, entry: Entry) -> None:
+        """A call that ended without an image, or with the process: the next try sends it."""
+        entry.state, entry.task_id = PromptState.PENDING, None
+        journal.save(entry)
 
     def images_in_flight(self) -> int:
         return sum(e.job_options.variants for _, e in chain(self.in_flight, self.landed))
+
+
+HINTS = {  # what to do, by the error's class; others: see failure_report
+    "InputError": "fix this entry and drop the rest again in a new file.",
+    "InvalidRequest": "the service refused an option of this entry: fix it and drop it again.",
+    "ContentRejected": "the service refused this prompt: reword it.",
+}
 
 
 def failure_report(journal: Journal) -> str:
@@ -668,30 +703,14 @@ def failure_report(journal: Journal) -> str:
         if entry.error is None:
             lines.append(f"line {entry.line}: done ({', '.join(entry.images)})")
             continue
-        if entry.error["class"] == "InputError":
-            hint = "fix this entry and drop the rest again in a new file."
-        elif entry.attempts > 0:
-            hint = "the backend did not manage it after several tries: drop the file again later."
-        elif entry.error["class"] == "InvalidRequest":
-            hint = "the service refused an option of this entry: fix it and drop it again."
-        else:
-            hint = "the service refused this prompt: reword it."
+        hint = HINTS.get(entry.error["class"]) or (
+            "the backend did not manage it after several tries: drop the file again later."
+            if entry.attempts > 0
+            else "the service refused this prompt: reword it."
+        )
         lines.append(
             f"line {entry.line}: {entry.error['class']}: {entry.error['detail']}\n"
             f"  prompt: {entry.text}\n  what to do: {hint}"
         )
     lines.append("Images of the lines marked done are kept in images/.")
     return "\n".join(lines) + "\n"
-
-
-PARAMETERS = {"model": "Model", "quality": "Quality", "background": "Background",
-              "seed": "Seed", "backend": "Backend", "request_id": "Request id"}  # fmt: skip
-
-
-def parameters(metadata: dict[str, object]) -> dict[str, object]:
-    """The settings line of the PNG's ``parameters`` chunk (what "PNG info" readers show)."""
-    line: dict[str, object] = {"Size": f"{metadata['width']}x{metadata['height']}"}
-    for key, label in PARAMETERS.items():
-        if metadata.get(key) not in (None, ""):
-            line[label] = metadata[key]
-    return line

@@ -34,20 +34,11 @@ without knowing anything about sessions, keys or sites.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-Fingerprint = tuple[int, int]  # a file's (st_mtime_ns, st_ino): it changed if this did
-
-
-def fingerprint(path: Path) -> Fingerprint | None:
-    """What tells this version of ``path`` from the next one; ``None`` if there is none."""
-    with contextlib.suppress(FileNotFoundError):
-        stat = path.stat()
-        return (stat.st_mtime_ns, stat.st_ino)
-    return None
+Fingerprint = tuple[int, int]  # a file's (st_mtime_ns, st_ino): see folders.fingerprint
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any
 from loguru import logger
 
 from sora_watcher.config import Settings
+from sora_watcher.errors import Fingerprint
 
 IGNORED_SUFFIXES = (".tmp", ".part", ".swp", ".crdownload")
 OWN_SUFFIXES = (".state.json", ".error.txt")  # files of ours that sit beside inputs
@@ -144,6 +145,14 @@ def write_atomically(path: Path, data: bytes, durable: bool = True) -> None:
         if durable:
             os.fsync(out.fileno())
     temporary.replace(path)
+
+
+def fingerprint(path: Path) -> Fingerprint | None:
+    """What tells this version of ``path`` from the next one; ``None`` if there is none."""
+    with contextlib.suppress(FileNotFoundError):
+        stat = path.stat()
+        return (stat.st_mtime_ns, stat.st_ino)
+    return None
 
 
 def fsync_folder(folder: Path) -> None:

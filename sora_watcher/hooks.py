@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 from loguru import logger
 
+# Secrets of the daemon's that a hook has no use for, and must not be able to leak.
+SECRET_VARIABLES = frozenset({"OPENAI_API_KEY"})
+
 
 @dataclass(frozen=True)
 class Hook:
@@ -26,7 +29,7 @@ class Hook:
             return
         argv = [*shlex.split(self.command), image, source, prompt]
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES},
             "SORA_IMAGE": image,
             "SORA_INPUT": source,
             "SORA_PROMPT": prompt,

@@ -28,7 +28,7 @@ import struct
 import zlib
 from collections.abc import Mapping
 
-__all__ = ["PARAMETERS", "RECORD", "embed", "parameters_text", "read_texts", "tag"]
+__all__ = ["PARAMETERS", "RECORD", "embed", "parameters_text", "read_texts", "settings_line", "tag"]
 
 PARAMETERS = "parameters"
 """Keyword of the A1111 text chunk."""
@@ -42,6 +42,20 @@ _MAX_INFLATED = 64 * 1024 * 1024  # read_texts' limit for one compressed text (z
 _QUOTED = frozenset(',:"')
 # Line breaks that json.dumps(ensure_ascii=False) leaves as they are but str.splitlines() splits on.
 _ESCAPED = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+# Sidecar fields shown in the settings line, under the names A1111 readers know.
+SETTINGS = {"model": "Model", "quality": "Quality", "background": "Background", "seed": "Seed",
+            "backend": "Backend", "request_id": "Request id"}  # fmt: skip
+
+
+def settings_line(record: Mapping[str, object]) -> dict[str, object]:
+    """The ``Key: value`` settings of an image's sidecar ``record`` (it has width and height)."""
+    line: dict[str, object] = {"Size": f"{record['width']}x{record['height']}"}
+    for key, label in SETTINGS.items():
+        if record.get(key) not in (None, ""):
+            line[label] = record[key]
+    return line
 
 
 def parameters_text(

@@ -61,8 +61,9 @@ class Heartbeat:
         self._last_progress = time.monotonic()
 
     def start(self) -> None:
+        """Start pinging (once: a second call does nothing)."""
         interval = watchdog_interval()
-        if interval is None:
+        if interval is None or self._thread is not None:
             return
         self._thread = threading.Thread(
             target=self._beat, args=(interval,), name="heartbeat", daemon=True

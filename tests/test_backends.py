@@ -3,7 +3,10 @@ and the error tree's promises. Unit tests; the end-to-end proof is in test_opena
 
 from __future__ import annotations
 
+import io
 import json
+import shlex
+import sys
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -11,24 +14,22 @@ from pathlib import Path
 import httpx2
 import openai
 import pytest
+from PIL import Image
 
 from sora_driver.backend import CAPABILITIES as WEB
 from sora_driver.errors import PageError, SessionExpired
 from sora_watcher.backends import BACKENDS, load
-from sora_watcher.backends.base import JobOptions
-from sora_watcher.backends.openai_images import (
-    Classifier,
-    read_settings,
-    redact,
-    size_for,
-)
-from sora_watcher.config import ConfigError, in_flight, resolve
+from sora_watcher.backends.base import JobOptions, to_png
+from sora_watcher.backends.openai_errors import Classifier, EndpointNotFound, public_url, redact
+from sora_watcher.backends.openai_images import read_settings, size_for
+from sora_watcher.config import ConfigError, concurrency_for, resolve
 from sora_watcher.errors import (
     AccessDenied,
     ConcurrencyLimited,
     ContentRejected,
     CredentialsRefused,
     DailyLimitReached,
+    DownloadFailed,
     GenerationError,
     GenerationTimeout,
     Interrupted,
@@ -38,6 +39,7 @@ from sora_watcher.errors import (
     QuotaExceeded,
     Unreachable,
 )
+from sora_watcher.hooks import Hook
 from sora_watcher.inputs import InputError, Rules, read_prompts
 from sora_watcher.quota import DailyCount, seconds_to_midnight, todays_tokens
 
@@ -131,10 +133,10 @@ def test_the_web_backend_names_what_it_cannot_do(
 
 def test_concurrency_is_checked_against_the_backends_limit() -> None:
     settings = resolve({"concurrency": "8"}, {})
-    assert in_flight(settings, 16, 4) == 8
+    assert concurrency_for(settings, 16, 4) == 8
     with pytest.raises(ConfigError, match="the openai backend runs at most 3"):
-        in_flight(settings, 3, 1)
-    assert in_flight(resolve({}, {}), 16, 4) == 4  # empty: the backend's default
+        concurrency_for(settings, 3, 1)
+    assert concurrency_for(resolve({}, {}), 16, 4) == 4  # empty: the backend's default
     with pytest.raises(ConfigError, match="at most 16"):
         resolve({"concurrency": "17"}, {})
 
@@ -161,8 +163,16 @@ def status_error(status: int, body: object, headers: dict[str, str] | None = Non
 
 
 def classify(exc: Exception, model: str = "gpt-image-2") -> GenerationError:
-    config = read_settings(ENV)
-    return Classifier(config, lambda: True, ".env").error(exc, model)
+    classifier = Classifier(
+        model="gpt-image-2",
+        base_url="http://user:secret@127.0.0.1:9/v1?token=t",
+        key=KEY,
+        timeout=300,
+        env_file=".env",
+        probe=lambda: True,
+        probe_every=60,
+    )
+    return classifier.error(exc, model)
 
 
 @pytest.mark.parametrize(
@@ -174,6 +184,8 @@ def classify(exc: Exception, model: str = "gpt-image-2") -> GenerationError:
         (401, "invalid_api_key", CredentialsRefused),
         (403, None, AccessDenied),
         (404, "model_not_found", ModelUnavailable),
+        (404, None, EndpointNotFound),
+        (407, None, Unreachable),
         (429, "insufficient_quota", QuotaExceeded),
         (429, "rate_limit_exceeded", ConcurrencyLimited),
         (500, None, Overloaded),
@@ -205,21 +217,45 @@ def test_an_html_error_page_is_named_by_its_title() -> None:
 def test_account_problems_say_how_to_resume() -> None:
     refused = classify(status_error(401, {"message": "no", "code": "invalid_api_key"}))
     assert refused.resume.probe is not None and "OPENAI_API_KEY" in refused.resume.hint
-    denied = classify(status_error(403, {"message": "verify"}))
+    denied = classify(status_error(403, {"message": "Your organization must be verified"}))
     assert "settings/organization/general" in denied.resume.hint and denied.resume.probe is None
+    other = classify(status_error(403, {"message": "Project does not have access"}))
+    assert "the key's permissions" in other.resume.hint
     quota = classify(status_error(429, {"message": "quota", "code": "insufficient_quota"}))
     assert "billing" in quota.resume.hint
 
 
 def test_an_unknown_model_named_by_a_job_is_that_jobs_fault() -> None:
-    error = classify(status_error(404, {"message": "no such model"}), model="gpt-image-9")
+    no_model = {"message": "no such model", "code": "model_not_found"}
+    error = classify(status_error(404, no_model), model="gpt-image-9")
     assert isinstance(error, InvalidRequest) and "the job's model" in error.detail
 
 
-def test_timeouts_and_resets_are_transient() -> None:
+def test_timeouts_and_resets_are_transient_and_say_no_credentials() -> None:
     request = httpx2.Request("POST", "http://127.0.0.1:9/v1/images/generations")
     assert isinstance(classify(openai.APITimeoutError(request)), GenerationTimeout)
-    assert isinstance(classify(openai.APIConnectionError(request=request)), Unreachable)
+    reset = classify(openai.APIConnectionError(request=request))
+    assert isinstance(reset, Unreachable)
+    assert reset.detail.startswith("http://127.0.0.1:9/v1: ")  # no user, password, query
+    assert public_url("https://u:p@host:8443/v1?k=x#f") == "https://host:8443/v1"
+
+
+def test_broken_images_are_failed_downloads_never_crashes() -> None:
+    whole = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(whole, format="PNG")
+    png = whole.getvalue()
+    for broken in (png[:20], png[:-30], b"<html>oops</html>", png[:8] + b"\0" * 40):
+        with pytest.raises(DownloadFailed):
+            to_png(broken, "http://x")
+
+
+def test_hooks_never_get_the_api_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    out = tmp_path / "env.txt"
+    script = f"import os; open({str(out)!r}, 'w').write(repr(dict(os.environ)))"
+    Hook(f"{sys.executable} -c {shlex.quote(script)}", 30).run("i.png", "in.txt", "a prompt")
+    seen = out.read_text()
+    assert KEY not in seen and "a prompt" in seen
 
 
 def test_the_key_is_redacted_from_every_detail() -> None:

@@ -193,7 +193,7 @@ def test_a_refused_prompt_fails_at_once_in_the_apis_words(
 @pytest.mark.parametrize(
     "fault",
     ["server_error", "bad_gateway_html", "overloaded", "empty_data", "broken_base64",
-     "truncated_image", "not_an_image", "reset", "rate_limit_exceeded"],
+     "truncated_image", "not_an_image", "reset", "rate_limit_exceeded", "html_page_200"],
 )  # fmt: skip
 def test_transient_failures_are_tried_again(home: Path, api: ImagesStandIn, fault: str) -> None:
     api.arm(fault, count=1, retry_after=0.3)
@@ -396,3 +396,26 @@ def test_a_refused_key_replaced_in_env_resumes_the_queue(
     daemon.expect(r"p\.txt: 1 image\(s\)", timeout=20)
     written = everything_written(home, "\n".join(daemon.output))  # .env itself aside
     assert wrong not in written and KEY not in written
+
+
+def test_waiting_for_the_key_feeds_the_watchdog_and_stops_on_sigterm(
+    home: Path, api: ImagesStandIn, tmp_path: Path
+) -> None:
+    from tests.test_service import NotifySocket
+
+    listener = NotifySocket(tmp_path / "notify.sock")
+    env = openai_env(home, api, NOTIFY_SOCKET=str(listener.path), WATCHDOG_USEC="400000")
+    del env["OPENAI_API_KEY"]
+    daemon = Daemon(home, env, "run")
+    try:
+        daemon.expect("OPENAI_API_KEY is not set")
+        listener.wait_for("READY=1")
+        listener.wait_for("WATCHDOG=1", count=3)  # alive while it waits: not killed by systemd
+        started = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(timeout=5) == 0
+        assert time.monotonic() - started < 2.0
+    finally:
+        daemon.stop()
+        listener.close()
+    assert "Traceback" not in "\n".join(daemon.output)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -94,7 +95,7 @@ ASPECT_RATIOS = ("1:1", "3:2", "2:3", "16:9", "9:16")
 ANY_BACKEND = Capabilities(
     aspect_ratios=ASPECT_RATIOS,
     variants=tuple(range(1, 11)),
-    qualities=("auto", "low", "medium", "high", "ultra"),
+    qualities=("auto", "low", "medium", "high", "xhigh", "max"),
     backgrounds=("auto", "opaque", "transparent"),
     sizes=("auto",),
     check_size=lambda size, model: None,
@@ -133,8 +134,6 @@ class Generation:
 class ImageBackend(Protocol):
     """Raises ``sora_watcher.errors.GenerationError`` subclasses, or ``Interrupted``."""
 
-    capabilities: Capabilities
-
     def submit(self, prompt: str, options: JobOptions) -> str:
         """Start a generation; return its task id."""
         ...
@@ -169,7 +168,10 @@ def to_png(data: bytes, url: str) -> tuple[bytes, int, int, str]:
             return data, width, height, source_format
         image: Image.Image = Image.open(io.BytesIO(data))
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    # Pillow says "not a whole image" in many ways: a bad header is a ValueError or a
+    # struct.error, a huge declared size a DecompressionBombError.
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error,
+            Image.DecompressionBombError) as exc:  # fmt: skip
         raise DownloadFailed(f"{url}: not a complete image ({len(data)} bytes): {exc}") from None
     out = io.BytesIO()
     if image.mode not in ("RGB", "RGBA", "L", "LA", "P"):

@@ -56,8 +56,6 @@ def login(settings: Settings) -> int:
 
 
 class InstantBackend:
-    capabilities = CAPABILITIES
-
     def __init__(self) -> None:
         self._counter = itertools.count(1)
         self._prompts: dict[str, str] = {}

@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -31,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import openai
+from loguru import logger
+from openai.types import ImagesResponse
 
 from sora_watcher.backends.base import (
     SIZE,
@@ -40,25 +41,17 @@ from sora_watcher.backends.base import (
     JobOptions,
     to_png,
 )
+from sora_watcher.backends.openai_errors import KEYS_URL, Classifier, public_url, redact, said
 from sora_watcher.config import ConfigError, Settings
 from sora_watcher.errors import (
-    AccessDenied,
-    ConcurrencyLimited,
-    ContentRejected,
     CredentialsMissing,
-    CredentialsRefused,
     DownloadFailed,
     GenerationError,
-    GenerationTimeout,
     Interrupted,
-    InvalidRequest,
-    ModelUnavailable,
-    Overloaded,
-    QuotaExceeded,
     Resume,
     Unreachable,
-    fingerprint,
 )
+from sora_watcher.folders import fingerprint
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 QUALITIES = ("auto", "low", "medium", "high")
@@ -74,10 +67,6 @@ FIXED_FOR_RATIO = {**FLEXIBLE_SIZES, "16:9": "1536x1024", "9:16": "1024x1536"}
 SLICE_SECONDS = 0.5  # longest time between two looks at the stop flag
 PROBE_SECONDS = 60.0  # at most, between two asks of a paused queue: key or model accepted?
 PROBE_TIMEOUT = 5.0
-KEY_SHAPE = re.compile(r"\bsk-[A-Za-z0-9_*.-]{4,}")
-VERIFY_URL = "https://platform.openai.com/settings/organization/general"
-BILLING_URL = "https://platform.openai.com/settings/organization/billing"
-KEYS_URL = "https://platform.openai.com/api-keys"
 
 
 @dataclass(frozen=True)
@@ -172,122 +161,6 @@ def size_for(options: JobOptions, model: str) -> str:
     return sizes[options.aspect_ratio]
 
 
-def redact(text: str, key: str) -> str:
-    """``text`` without the key, nor anything shaped like one (the API quotes a masked key)."""
-    if key:
-        text = text.replace(key, "[redacted key]")
-    return KEY_SHAPE.sub("sk-[redacted]", text)
-
-
-# -- what the API answers, as the daemon's errors ----------------------------------------------
-
-
-def _said(exc: openai.APIStatusError) -> str:
-    """The API's own words: its message and code, or the start of a page that is not JSON."""
-    if isinstance(exc.body, dict):
-        message = str(exc.body.get("message") or exc.message)
-    else:
-        title = re.search(r"<title>(.*?)</title>", exc.response.text or "", re.I | re.S)
-        message = f"an HTML page: {title[1].strip()}" if title else (exc.response.text or "")[:120]
-    code = exc.code or exc.type
-    request = f", request {exc.request_id}" if exc.request_id else ""
-    return f"HTTP {exc.status_code}: {message.strip()}" + (f" [{code}]" if code else "") + request
-
-
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    headers = exc.response.headers
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        try:
-            return max(float(headers[name]) * scale, 0.0)
-        except (KeyError, ValueError):
-            continue
-    return None
-
-
-# (status, code or None for any) -> error class; the first match wins.
-STATUS_ERRORS: list[tuple[int, str | None, type[GenerationError]]] = [
-    (400, "moderation_blocked", ContentRejected),
-    (400, "content_policy_violation", ContentRejected),
-    (400, None, InvalidRequest),
-    (401, None, CredentialsRefused),
-    (403, None, AccessDenied),
-    (404, None, ModelUnavailable),
-    (429, "insufficient_quota", QuotaExceeded),
-    (429, None, ConcurrencyLimited),
-    (408, None, Overloaded),
-    (409, None, Overloaded),
-]
-
-
-class Classifier:
-    """Maps the package's exceptions to the daemon's errors, with what to do."""
-
-    def __init__(
-        self,
-        config: OpenAISettings,
-        probe: Callable[[], bool],
-        env_file: str,
-        probe_every: float = PROBE_SECONDS,
-    ) -> None:
-        self.config = config
-        self.probe = probe
-        self.env_file = env_file
-        self.probe_every = probe_every
-
-    def error(self, exc: Exception, model: str) -> GenerationError:
-        """``model``: the call's, which a job may have chosen instead of the default."""
-        key = self.config.api_key
-        if isinstance(exc, openai.APITimeoutError):
-            return GenerationTimeout(f"no answer within {self.config.timeout:g}s")
-        if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc
-            return Unreachable(
-                redact(f"{self.config.base_url}: {type(cause).__name__}: {cause}", key)
-            )
-        if not isinstance(exc, openai.APIStatusError):
-            return Unreachable(redact(f"{type(exc).__name__}: {exc}", key))
-        detail = redact(_said(exc), key)
-        kind = next(
-            (kind for status, code, kind in STATUS_ERRORS
-             if status == exc.status_code and code in (None, exc.code)),
-            Overloaded if exc.status_code >= 500 else InvalidRequest,
-        )  # fmt: skip
-        if kind is ModelUnavailable and model != self.config.model:
-            return InvalidRequest(f"the job's model: {detail}")  # that input's fault alone
-        if kind is ConcurrencyLimited:
-            wait = _retry_after(exc)
-            return ConcurrencyLimited(detail, resume_after=wait, retry_after=wait)
-        if kind in (CredentialsRefused, AccessDenied, ModelUnavailable, QuotaExceeded):
-            return kind(detail, self.resume(kind))
-        if kind is Overloaded:
-            return Overloaded(detail, retry_after=_retry_after(exc))
-        return kind(detail)
-
-    def resume(self, kind: type[GenerationError]) -> Resume:
-        model = self.config.model
-        if kind is CredentialsRefused:
-            hint = (f"the API refused the key: put a valid OPENAI_API_KEY in {self.env_file} "
-                    f"(keys: {KEYS_URL}); the queue resumes once it is accepted")  # fmt: skip
-            return Resume(probe=self.probe, every=self.probe_every, hint=hint)
-        if kind is ModelUnavailable:
-            hint = (
-                f"the model {model} is unknown or retired: set SORA_OPENAI_MODEL to a "
-                "current one (gpt-image-2); the queue resumes once it is accepted"
-            )
-            return Resume(probe=self.probe, every=self.probe_every, hint=hint)
-        if kind is AccessDenied:
-            hint = (
-                f"the organization must be verified to use {model}: verify it at "
-                f"{VERIFY_URL} (it can take 15 minutes); the queue tries again later"
-            )
-            return Resume(hint=hint)
-        hint = (
-            f"the account's quota is used up: add credit at {BILLING_URL}; "
-            "the queue tries again later (a refused call is not billed)"
-        )
-        return Resume(hint=hint)
-
-
 # -- the backend ---------------------------------------------------------------------------------
 
 
@@ -304,15 +177,10 @@ class Call:
 
 class OpenAIImages:
     def __init__(
-        self,
-        config: OpenAISettings,
-        classifier: Classifier,
-        capabilities: Capabilities,
-        stop: threading.Event,
+        self, config: OpenAISettings, classifier: Classifier, stop: threading.Event
     ) -> None:
         self.config = config
         self.classifier = classifier
-        self.capabilities = capabilities
         self.stop = stop
         self.client = client_for(config, config.timeout)
         self.calls: dict[str, Call] = {}
@@ -332,10 +200,10 @@ class OpenAIImages:
         }
         if options.background is not None:
             params["background"] = options.background
-        task_id = f"call_{next(self.counter):06d}"
+        task_id, call = f"call_{next(self.counter):06d}", Call(params)
         with self.changed:
-            self.calls[task_id] = Call(params)
-        threading.Thread(target=self._run, args=(task_id,), daemon=True, name=task_id).start()
+            self.calls[task_id] = call
+        threading.Thread(target=self._run, args=(task_id, call), daemon=True, name=task_id).start()
         return task_id
 
     def finished(self, task_ids: list[str], wait: float) -> list[str]:
@@ -363,35 +231,44 @@ class OpenAIImages:
     def close(self) -> None:
         self.client.close()  # calls still under way end with an error nobody collects
 
-    def _over(self, task_id: str) -> bool:
+    def _over(self, task_id: str) -> bool:  # with self.changed held
         call = self.calls.get(task_id)
         return call is None or call.over
 
-    def _run(self, task_id: str) -> None:
-        call = self.calls[task_id]
+    def _run(self, task_id: str, call: Call) -> None:
+        """The call, on its own thread; what came of it is left in ``call`` for collect()."""
         generation: Generation | None = None
-        error: BaseException | None = None
+        error: GenerationError | None = None
         try:
             raw = self.client.images.with_raw_response.generate(**call.params)
             answer = raw.parse()
             seconds = round(time.monotonic() - call.started, 3)
-            generation = self._generation(task_id, call, answer, raw.headers.get("x-request-id"))
+            generation = self._generation(task_id, call, answer, raw.headers)
             generation.timings["call_s"] = seconds
         except openai.OpenAIError as exc:
             error = self.classifier.error(exc, call.params["model"])
         except GenerationError as exc:
             error = exc
-        except BaseException as exc:  # a bug of ours: handed to collect(), which raises it
-            error = exc
+        except Exception as exc:  # unforeseen: said with its traceback, tried again later
+            logger.opt(exception=exc).error("{}: unexpected error in the call", task_id)
+            error = Unreachable(redact(f"unexpected {type(exc).__name__}: {exc}", self.key))
         with self.changed:
             call.over, call.generation, call.error = True, generation, error
             self.changed.notify_all()
 
+    @property
+    def key(self) -> str:
+        return self.config.api_key
+
     def _generation(
-        self, task_id: str, call: Call, answer: Any, request_id: str | None
+        self, task_id: str, call: Call, answer: object, headers: Mapping[str, str]
     ) -> Generation:
         """The images of a 200 answer; one that holds no whole image is a failed download."""
-        where = f"{self.config.base_url}/images/generations"
+        where = public_url(f"{self.config.base_url}/images/generations")
+        request_id = headers.get("x-request-id")
+        if not isinstance(answer, ImagesResponse):  # a proxy's page, with a 200
+            kind = headers.get("content-type", "no content type")
+            raise DownloadFailed(f"{where} answered 200 with {kind}, not the API's JSON")
         items = answer.data or []
         if not items:
             raise DownloadFailed(f"{where} answered 200 with no image (request {request_id})")
@@ -429,16 +306,21 @@ def client_for(config: OpenAISettings, timeout: float) -> openai.OpenAI:
     )
 
 
-def model_accepted(config: OpenAISettings) -> tuple[bool, str]:
-    """Whether the key and the model are accepted (``GET /models/{model}``, free)."""
+def model_accepted(config: OpenAISettings) -> tuple[bool | None, str]:
+    """Whether the key and the model are accepted (``GET /models/{model}``, free): True,
+    False, or None when the key may not read models (a restricted key can still make images:
+    only a real call tells)."""
+    where = public_url(config.base_url)
     try:
         with client_for(config, PROBE_TIMEOUT) as client:
             client.models.retrieve(config.model)
+    except openai.PermissionDeniedError as exc:
+        return None, redact(f"{said(exc)} (a key that may not read models)", config.api_key)
     except openai.APIStatusError as exc:
-        return False, redact(_said(exc), config.api_key)
+        return False, redact(said(exc), config.api_key)
     except openai.OpenAIError as exc:
-        return False, redact(f"{type(exc).__name__}: {exc}", config.api_key)
-    return True, f"key and model {config.model} accepted by {config.base_url}"
+        return False, redact(f"{where}: {type(exc).__name__}: {exc}", config.api_key)
+    return True, f"key and model {config.model} accepted by {where}"
 
 
 def missing_key(settings: Settings) -> CredentialsMissing:
@@ -458,23 +340,30 @@ def create(
     if not config.api_key:
         raise missing_key(settings)
 
-    def probe() -> bool:
-        return model_accepted(read_settings(environ()))[0]
+    def probe() -> bool:  # None (cannot tell) goes on: the next call tells
+        return model_accepted(read_settings(environ()))[0] is not False
 
-    every = min(PROBE_SECONDS, settings.pause_seconds)
-    classifier = Classifier(config, probe, str(settings.env_file), every)
-    return OpenAIImages(config, classifier, capabilities(settings, values), stop)
+    classifier = Classifier(
+        model=config.model,
+        base_url=config.base_url,
+        key=config.api_key,
+        timeout=config.timeout,
+        env_file=str(settings.env_file),
+        probe=probe,
+        probe_every=min(PROBE_SECONDS, settings.pause_seconds),
+    )
+    return OpenAIImages(config, classifier, stop)
 
 
 def status(settings: Settings, environ: Mapping[str, str], offline: bool) -> tuple[list[str], bool]:
     config = read_settings(environ)
-    lines = [f"backend: openai, model {config.model}, {config.base_url}"]
+    lines = [f"backend: openai, model {config.model}, {public_url(config.base_url)}"]
     if not config.api_key:
         return [*lines, f"  OPENAI_API_KEY is not set (put it in {settings.env_file})"], False
     if offline:
         return lines, True
     accepted, words = model_accepted(config)
-    return [*lines, f"  {words}"], accepted
+    return [*lines, f"  {words}"], accepted is not False
 
 
 def login(settings: Settings) -> int:

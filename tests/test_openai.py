@@ -419,3 +419,15 @@ def test_waiting_for_the_key_feeds_the_watchdog_and_stops_on_sigterm(
         daemon.stop()
         listener.close()
     assert "Traceback" not in "\n".join(daemon.output)
+
+
+def test_a_pause_waits_for_the_images_already_in_flight(home: Path, api: ImagesStandIn) -> None:
+    api.latency = 1.0
+    drop(home / "inbox", "p.txt", "first\nsecond [fault:insufficient_quota]\nthird\n")
+    code, output = once(home, api)
+    assert code == 1 and "queue paused: QuotaExceeded" in output
+    # Images go out in line order: the first is published, the third waits, staged beside
+    # its journal, for the second; nothing paid for was thrown away to be sent again.
+    assert [sidecar(i)["prompt"] for i in images(home)] == ["first"]
+    assert len(list((home / "processing" / "w1").glob(".staged-*.png"))) == 1
+    assert len(api.calls) == 3

@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import openai
 
 from sora_watcher import logs
 from sora_watcher.errors import (
@@ -35,6 +34,11 @@ VERIFY_URL = "https://platform.openai.com/settings/organization/general"
 BILLING_URL = "https://platform.openai.com/settings/organization/billing"
 KEYS_URL = "https://platform.openai.com/api-keys"
 INPUT_STATUSES = (400, 413, 422)  # the request itself was refused: that input's fault
+
+if TYPE_CHECKING:  # the package is loaded by the time there is an answer to classify
+    import openai
+
+    Meaning = Callable[["Classifier", str, openai.APIStatusError, str], GenerationError]
 
 
 class EndpointNotFound(QueueStopError):
@@ -94,6 +98,8 @@ class Classifier:
 
     def error(self, exc: Exception, model: str) -> GenerationError:
         """``model``: the call's."""
+        import openai
+
         if isinstance(exc, openai.APITimeoutError):
             return GenerationTimeout(f"no answer within {self.timeout:g}s")
         if isinstance(exc, openai.APIConnectionError):
@@ -161,8 +167,6 @@ class Classifier:
     def _probing(self, hint: str) -> Resume:
         return Resume(probe=self.probe, every=self.probe_every, hint=hint)
 
-
-Meaning = Callable[[Classifier, str, openai.APIStatusError, str], GenerationError]
 
 # (status, code or None for any) -> what it means; the first match wins. Not listed: 5xx is
 # Overloaded, 400/413/422 InvalidRequest, anything else Unreachable (see Classifier.error).

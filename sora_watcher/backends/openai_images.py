@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib
 import itertools
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import openai
 from loguru import logger
-from openai.types import ImagesResponse
 
 from sora_watcher.backends.base import (
     SIZE,
@@ -52,6 +51,9 @@ from sora_watcher.errors import (
     Unreachable,
 )
 from sora_watcher.folders import fingerprint
+
+if TYPE_CHECKING:  # imported for real on a thread of its own: see warm_up()
+    import openai
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 QUALITIES = ("auto", "low", "medium", "high")
@@ -182,7 +184,8 @@ class OpenAIImages:
         self.config = config
         self.classifier = classifier
         self.stop = stop
-        self.client = client_for(config, config.timeout)
+        self._client: openai.OpenAI | None = None
+        self._client_lock = threading.Lock()
         self.calls: dict[str, Call] = {}
         self.changed = threading.Condition()
         self.counter = itertools.count(1)
@@ -229,7 +232,17 @@ class OpenAIImages:
         return None  # the API keeps no task to find: the prompt is sent again
 
     def close(self) -> None:
-        self.client.close()  # calls still under way end with an error nobody collects
+        with self._client_lock:
+            if self._client is not None:  # calls under way end with an error nobody collects
+                self._client.close()
+
+    @property
+    def client(self) -> openai.OpenAI:
+        """The package's client, made at the first call (the package may still be loading)."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = client_for(self.config, self.config.timeout)
+            return self._client
 
     def _over(self, task_id: str) -> bool:  # with self.changed held
         call = self.calls.get(task_id)
@@ -237,6 +250,8 @@ class OpenAIImages:
 
     def _run(self, task_id: str, call: Call) -> None:
         """The call, on its own thread; what came of it is left in ``call`` for collect()."""
+        import openai  # loaded by warm_up(): at most the first call waits for it
+
         generation: Generation | None = None
         error: GenerationError | None = None
         try:
@@ -264,6 +279,8 @@ class OpenAIImages:
         self, task_id: str, call: Call, answer: object, headers: Mapping[str, str]
     ) -> Generation:
         """The images of a 200 answer; one that holds no whole image is a failed download."""
+        from openai.types import ImagesResponse
+
         where = public_url(f"{self.config.base_url}/images/generations")
         request_id = headers.get("x-request-id")
         if not isinstance(answer, ImagesResponse):  # a proxy's page, with a 200
@@ -295,7 +312,17 @@ class OpenAIImages:
         return Generation(task_id, images, details=details)
 
 
+def warm_up() -> None:
+    """Import the package on a thread of its own. It takes about a second (its many types),
+    and the daemon is READY without waiting for it: the first call waits, if need be."""
+    threading.Thread(
+        target=importlib.import_module, args=("openai",), name="import-openai", daemon=True
+    ).start()
+
+
 def client_for(config: OpenAISettings, timeout: float) -> openai.OpenAI:
+    import openai
+
     return openai.OpenAI(
         api_key=config.api_key,
         base_url=config.base_url,
@@ -310,6 +337,8 @@ def model_accepted(config: OpenAISettings) -> tuple[bool | None, str]:
     """Whether the key and the model are accepted (``GET /models/{model}``, free): True,
     False, or None when the key may not read models (a restricted key can still make images:
     only a real call tells)."""
+    import openai
+
     where = public_url(config.base_url)
     try:
         with client_for(config, PROBE_TIMEOUT) as client:
@@ -339,6 +368,7 @@ def create(
     config = read_settings(values)
     if not config.api_key:
         raise missing_key(settings)
+    warm_up()
 
     def probe() -> bool:  # None (cannot tell) goes on: the next call tells
         return model_accepted(read_settings(environ()))[0] is not False

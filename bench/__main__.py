@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import backlog, detection, overhead, report, soak, throughput
+from bench import backlog, detection, openai, overhead, report, soak, throughput
 from bench.harness import ROOT, Log, Result, Table, daemon_commit, machine, say
 
 Benchmark = Callable[[bool, Log], Result]
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[str, Benchmark]] = {
     "throughput": ("Throughput", throughput.run),
     "backlog": ("Backlog", backlog.run),
     "soak": ("Soak", soak.run),
+    "openai": ("OpenAI backend", openai.run),
 }
 ORDER = list(BENCHMARKS)
 RESULTS = Path(__file__).with_name("results.json")

@@ -31,7 +31,7 @@ from bench.harness import (
     write_in_place,
     yes_no,
 )
-from bench.inotify import MovedOut
+from bench.inotify import MOVED_OUT, FileEvents
 
 NAME = "detection"
 GOAL_P50 = 0.050
@@ -66,7 +66,7 @@ CASES = [
 
 
 def measure_case(
-    case: Case, number: int, daemon: DaemonProcess, watcher: MovedOut, drops: int, log: Log
+    case: Case, number: int, daemon: DaemonProcess, watcher: FileEvents, drops: int, log: Log
 ) -> dict[str, list[float]]:
     """Claim latencies and times to processed/ (seconds) for ``drops`` inputs."""
     inbox, processed = daemon.home / "inbox", daemon.home / "processed"
@@ -101,7 +101,7 @@ def run(quick: bool, log: Log) -> Result:
         env = daemon_env(home, None, SORA_BACKEND="instant")
         with DaemonProcess(home, env, "run") as daemon:
             daemon.ready(timeout=60)
-            watcher = MovedOut(str(home / "inbox"))
+            watcher = FileEvents(home / "inbox", MOVED_OUT, clock=time.perf_counter)
             try:
                 for number, case in enumerate(CASES):
                     drops = case.quick_drops if quick else case.drops

@@ -268,7 +268,14 @@ def machine() -> dict[str, str]:
     }
 
 
-DAEMON_CODE = ["watcher.py", "sora_watcher", "sora_driver", "sora_standin"]
+DAEMON_CODE = [
+    "watcher.py",
+    "sora_watcher",
+    "sora_driver",
+    "sora_standin",
+    "openai_standin",
+    "standin_kit",
+]
 
 
 def daemon_commit() -> str:

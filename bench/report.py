@@ -41,6 +41,9 @@ browser per job (`watcher.py generate`) |
 | 4 | backlog | 1,000 / 3,000 / 10,000 inputs waiting at start-up, drained by \
 `sora-watcher once` with the instant backend: time and peak RSS |
 | 5 | soak | RSS of the daemon and of its Chromium processes over 500 generations |
+| 6 | openai | `SORA_BACKEND=openai` against the Images API stand-in (`openai_standin/`): \
+throughput at concurrency 8 against its limit, time from the API's answer to the published \
+image, RSS over 1,000 images, start-up to READY=1 |
 """
 
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from bench import backlog, detection, overhead, report, soak, throughput
+from bench import backlog, detection, openai, overhead, report, soak, throughput
 from bench.harness import Result, bench_processes, say
 
 pytestmark = pytest.mark.e2e
 
-ORDER = ["detection", "overhead", "throughput", "backlog", "soak"]
+ORDER = ["detection", "overhead", "throughput", "backlog", "soak", "openai"]
 
 
 @pytest.fixture(autouse=True)
@@ -78,3 +78,19 @@ def test_soak_reads_daemon_and_browser_memory() -> None:
     assert samples[-1]["generations"] - samples[0]["generations"] >= raw["generations"]
     assert all(s["daemon_rss"] > 0 for s in samples)
     assert any(s["browser_rss"] > 0 and s["browser_processes"] > 0 for s in samples)
+
+
+def test_openai_backend_measures_its_four_numbers() -> None:
+    raw = sane(openai.run(True, say))
+    [run] = raw["throughput_runs"]
+    assert 0 < run["first_call_s"] < run["answered_s"] < run["wall_s"]
+    assert run["peak_in_flight"] == raw["concurrency"]
+    answers = raw["answer_to_image_s"]
+    assert len(answers["alone"]) == len(answers["one_input"]) == 10
+    assert all(0 < s < 10 for case in answers.values() for s in case)
+    memory = raw["memory"]
+    assert memory["samples"] and all(rss > 10 * 1024 for _, _, rss in memory["samples"])
+    assert memory["samples"][-1][1] == memory["images"]
+    starts = raw["start_up_s"]
+    assert len(starts) == 2 and all(s["ready"] > 0 for s in starts)
+    assert all(s["waiting_ready"] > 0 and 0 < s["first_call"] < s["first_image"] for s in starts)

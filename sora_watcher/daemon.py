@@ -32,7 +32,6 @@ from sora_watcher.errors import (
     DownloadFailed,
     GenerationError,
     Interrupted,
-    InvalidRequest,
     PermanentError,
     QueueStopError,
     Resume,
@@ -51,7 +50,7 @@ from sora_watcher.folders import (
 from sora_watcher.hooks import Hook
 from sora_watcher.inputs import InputError, Prompt, Rules, read_prompts, theme_user
 from sora_watcher.journal import SUFFIX, Entry, Journal, PromptState, Staged
-from sora_watcher.quota import DailyCount
+from sora_watcher.quota import DailyCount, OverDailyLimit
 from sora_watcher.service import STATUS_FILE, Board, Heartbeat, notify
 from sora_watcher.watch import Intake
 
@@ -116,7 +115,7 @@ class Daemon:
         self.active: list[Journal] = []  # inputs in progress, in the order they came
         self.in_flight: list[tuple[Journal, Entry]] = []  # submitted, not finished yet
         self.landed: list[tuple[Journal, Entry]] = []  # finished on the site, not downloaded
-        # A pause held until what is paid for is down (see paid_work_pending).
+        # A pause held until what is paid for is down and published (see work()).
         self.held_stop: QueueStopError | None = None
         self.max_in_flight = concurrency_for(
             settings, capabilities.max_in_flight, capabilities.default_in_flight
@@ -381,6 +380,8 @@ class Daemon:
         if self.in_flight:
             self.collect_what_finished()
         self.publish_in_order()
+        if self.held_stop is not None and not self.paid_work_pending():
+            self.pause(self.held_stop)  # the images already paid for are in images/ first
         if (
             self.active
             and not self.in_flight
@@ -400,8 +401,7 @@ class Daemon:
             if entry.state is not PromptState.SUBMITTED:
                 variants = entry.job_options.variants
                 if variants > self.today.limit > 0:  # would wait for a midnight that never comes
-                    error = InvalidRequest(f"variants {variants} is over SORA_DAILY_LIMIT")
-                    self.fail_entry(journal, entry, error)
+                    self.fail_entry(journal, entry, OverDailyLimit(variants, self.today.limit))
                     continue
                 limit = self.today.reached(self.images_in_flight() + variants)
                 if limit is not None:
@@ -441,10 +441,6 @@ class Daemon:
         while self.landed:
             journal, entry = self.landed.pop(0)
             self.attempt(journal, entry, partial(self.download, journal, entry))
-        if self.held_stop is not None and not self.paid_work_pending():
-            error, self.held_stop = self.held_stop, None
-            self.publish_in_order()  # images already paid for, in images/ before a long pause
-            self.pause(error)
 
     def publish_in_order(self) -> None:
         """Images go to images/ in input order and prompt order, so the log keeps it too."""
@@ -473,7 +469,7 @@ class Daemon:
             self.fail_entry(journal, entry, exc)
         except ConcurrencyLimited as exc:
             if exc.retry_after is None and not self.in_flight and not self.landed:
-                self.pause(exc)  # another client's tasks fill the account: wait for them
+                self.held_stop = self.held_stop or exc  # another client's tasks fill the account
                 return
             self.concurrency = max(1, len(self.in_flight))  # a landed task may still count
             delay = self.retry.delay if exc.retry_after is None else exc.retry_after
@@ -497,11 +493,8 @@ class Daemon:
                 self.retry.max_retries + 1,
                 delay,
             )
-        except QueueStopError as exc:
-            if self.paid_work_pending():
-                self.held_stop = self.held_stop or exc
-            else:
-                self.pause(exc)
+        except QueueStopError as exc:  # a pause, once what is paid for is down (see work())
+            self.held_stop = self.held_stop or exc
 
     def paid_work_pending(self) -> bool:
         """Whether a pause now would lose what is already paid for: images landed and not
@@ -632,15 +625,16 @@ class Daemon:
 
     def pause(self, error: QueueStopError) -> None:
         """Stop taking work until the cause is gone; no input is blamed for it."""
+        self.held_stop = None  # this is the pause it held
         logger.error("queue paused: {} ({})", error.name, error.detail)
+        if error.resume.hint:
+            logger.error("{}", error.resume.hint)
         self.board.set("paused", f"{error.name}: {error.detail}")
         self.close_backend()
         if self.once:  # nobody will fix it while `once` waits: stop, the input stays claimed
             self.unfinished += 1
             self.stop.set()
             raise Interrupted()
-        if error.resume.hint:
-            logger.error("{}", error.resume.hint)
         self.wait_to_resume(error.resume)
         logger.info("queue resumed")
 
@@ -663,7 +657,14 @@ class Daemon:
     def ask(self, probe: Callable[[], bool]) -> bool:
         """``probe()`` on a thread of its own, so that a slow answer never holds up a stop."""
         answer: list[bool] = []
-        thread = threading.Thread(target=lambda: answer.append(probe()), daemon=True)
+
+        def run() -> None:
+            try:
+                answer.append(probe())
+            except Exception as exc:  # a probe that fails says no, and says why
+                logger.opt(exception=exc).error("the probe failed: {}", exc)
+
+        thread = threading.Thread(target=run, name="probe", daemon=True)
         thread.start()
         while thread.is_alive():
             self.heartbeat.progress()
@@ -692,6 +693,7 @@ HINTS = {  # what to do, by the error's class; others: see failure_report
     "InputError": "fix this entry and drop the rest again in a new file.",
     "InvalidRequest": "the service refused an option of this entry: fix it and drop it again.",
     "ContentRejected": "the service refused this prompt: reword it.",
+    "OverDailyLimit": "ask for fewer variants, or raise SORA_DAILY_LIMIT.",
 }
 
 

@@ -1,7 +1,8 @@
 """``SORA_DAILY_LIMIT``: at most so many images per local day, whatever the backend.
 
 Today's count is read once from ``images/`` (the names start with the local date) and kept
-up to date as images are published, so that a restart does not reset it.
+up to date as images arrive, so that a restart does not reset it. (Images left staged by a
+run that stopped are published by the next one without being counted again: a few at most.)
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sora_watcher.errors import DailyLimitReached, Resume
+from sora_watcher.errors import DailyLimitReached, PermanentError, Resume
+
+
+class OverDailyLimit(PermanentError):
+    """One entry asks for more images than a whole day allows: it could never be made."""
+
+    def __init__(self, variants: int, limit: int) -> None:
+        super().__init__(f"variants {variants} is over SORA_DAILY_LIMIT={limit}")
 
 
 def todays_images(images: Path, now: datetime | None = None) -> Iterator[Path]:

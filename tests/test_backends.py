@@ -187,6 +187,7 @@ def classify(exc: Exception, model: str = "gpt-image-2") -> GenerationError:
         (404, None, EndpointNotFound),
         (407, None, Unreachable),
         (429, "insufficient_quota", QuotaExceeded),
+        (400, "billing_hard_limit_reached", QuotaExceeded),
         (429, "rate_limit_exceeded", ConcurrencyLimited),
         (500, None, Overloaded),
         (503, None, Overloaded),
@@ -238,6 +239,23 @@ def test_timeouts_and_resets_are_transient_and_say_no_credentials() -> None:
     assert isinstance(reset, Unreachable)
     assert reset.detail.startswith("http://127.0.0.1:9/v1: ")  # no user, password, query
     assert public_url("https://u:p@host:8443/v1?k=x#f") == "https://host:8443/v1"
+    assert public_url("http://127.0.0.1:80800/v1") == "http://127.0.0.1:80800/v1"  # no raise
+
+
+def test_a_call_always_ends_even_when_its_failure_is_odd(tmp_path: Path) -> None:
+    # A port out of range: the package takes the URL, the connection fails, and the error's
+    # own message is unusual. The call must still end, with a named error.
+    settings = resolve({"home": str(tmp_path), "env_file": str(tmp_path / ".env")}, {})
+    env = {**ENV, "OPENAI_BASE_URL": "http://127.0.0.1:80800/v1", "SORA_OPENAI_TIMEOUT": "5"}
+    backend = load("openai").create(settings, lambda: env, threading.Event())
+    try:
+        task = backend.submit("a fox", JobOptions())
+        assert backend.finished([task], wait=30) == [task]
+        with pytest.raises(GenerationError) as caught:
+            backend.collect(task, JobOptions())
+        assert isinstance(caught.value, Unreachable) and KEY not in caught.value.detail
+    finally:
+        backend.close()
 
 
 def test_broken_images_are_failed_downloads_never_crashes() -> None:

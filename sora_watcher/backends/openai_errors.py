@@ -55,9 +55,8 @@ def redact(text: str, key: str) -> str:
 def public_url(url: str) -> str:
     """A URL without user, password, query or fragment: what may be logged or kept."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    host = parts.netloc.rpartition("@")[2]  # as written: a bad port must not raise here
+    return f"{parts.scheme}://{host}{parts.path}"
 
 
 def said(exc: openai.APIStatusError) -> str:
@@ -173,6 +172,7 @@ class Classifier:
 RULES: list[tuple[int, str | None, Meaning]] = [
     (400, "moderation_blocked", lambda c, detail, e, m: ContentRejected(detail)),
     (400, "content_policy_violation", lambda c, detail, e, m: ContentRejected(detail)),
+    (400, "billing_hard_limit_reached", Classifier.no_quota),  # the spending limit
     (401, None, Classifier.refused_key),
     (403, None, Classifier.denied),
     (404, "model_not_found", Classifier.no_model),

@@ -67,6 +67,7 @@ FLEXIBLE_SIZES = {"1:1": "1024x1024", "3:2": "1536x1024", "2:3": "1024x1536",
                   "16:9": "1536x864", "9:16": "864x1536"}  # fmt: skip
 FIXED_FOR_RATIO = {**FLEXIBLE_SIZES, "16:9": "1536x1024", "9:16": "1024x1536"}
 SLICE_SECONDS = 0.5  # longest time between two looks at the stop flag
+MIN_PROBE_SECONDS = 1.0  # even with SORA_PAUSE_SECONDS=0: no back-to-back probes
 PROBE_SECONDS = 60.0  # at most, between two asks of a paused queue: key or model accepted?
 PROBE_TIMEOUT = 5.0
 
@@ -186,6 +187,7 @@ class OpenAIImages:
         self.stop = stop
         self._client: openai.OpenAI | None = None
         self._client_lock = threading.Lock()
+        self._closed = False
         self.calls: dict[str, Call] = {}
         self.changed = threading.Condition()
         self.counter = itertools.count(1)
@@ -233,6 +235,7 @@ class OpenAIImages:
 
     def close(self) -> None:
         with self._client_lock:
+            self._closed = True
             if self._client is not None:  # calls under way end with an error nobody collects
                 self._client.close()
 
@@ -240,6 +243,8 @@ class OpenAIImages:
     def client(self) -> openai.OpenAI:
         """The package's client, made at the first call (the package may still be loading)."""
         with self._client_lock:
+            if self._closed:  # a call that waited for the import past close(): not sent
+                raise Unreachable("the backend was closed before the call was sent")
             if self._client is None:
                 self._client = client_for(self.config, self.config.timeout)
             return self._client
@@ -249,27 +254,35 @@ class OpenAIImages:
         return call is None or call.over
 
     def _run(self, task_id: str, call: Call) -> None:
-        """The call, on its own thread; what came of it is left in ``call`` for collect()."""
-        import openai  # loaded by warm_up(): at most the first call waits for it
-
+        """The call, on its own thread; what came of it is left in ``call`` for collect(),
+        whatever happens: a call never left running for ever."""
         generation: Generation | None = None
         error: GenerationError | None = None
         try:
-            raw = self.client.images.with_raw_response.generate(**call.params)
-            answer = raw.parse()
-            seconds = round(time.monotonic() - call.started, 3)
-            generation = self._generation(task_id, call, answer, raw.headers)
-            generation.timings["call_s"] = seconds
-        except openai.OpenAIError as exc:
-            error = self.classifier.error(exc, call.params["model"])
+            generation = self._call(task_id, call)
         except GenerationError as exc:
             error = exc
         except Exception as exc:  # unforeseen: said with its traceback, tried again later
             logger.opt(exception=exc).error("{}: unexpected error in the call", task_id)
             error = Unreachable(redact(f"unexpected {type(exc).__name__}: {exc}", self.key))
-        with self.changed:
-            call.over, call.generation, call.error = True, generation, error
-            self.changed.notify_all()
+        finally:
+            if generation is None and error is None:
+                error = Unreachable(f"{task_id}: the call ended without an answer")
+            with self.changed:
+                call.over, call.generation, call.error = True, generation, error
+                self.changed.notify_all()
+
+    def _call(self, task_id: str, call: Call) -> Generation:
+        import openai  # loaded by warm_up(): at most the first call waits for it
+
+        try:
+            raw = self.client.images.with_raw_response.generate(**call.params)
+        except openai.OpenAIError as exc:
+            raise self.classifier.error(exc, call.params["model"]) from None
+        seconds = round(time.monotonic() - call.started, 3)
+        generation = self._generation(task_id, call, raw.parse(), raw.headers)
+        generation.timings["call_s"] = seconds
+        return generation
 
     @property
     def key(self) -> str:
@@ -323,7 +336,7 @@ def warm_up() -> None:
 def client_for(config: OpenAISettings, timeout: float) -> openai.OpenAI:
     import openai
 
-    return openai.OpenAI(
+    client = openai.OpenAI(
         api_key=config.api_key,
         base_url=config.base_url,
         organization=config.organization,
@@ -331,6 +344,10 @@ def client_for(config: OpenAISettings, timeout: float) -> openai.OpenAI:
         timeout=timeout,
         max_retries=0,  # one retry policy: the daemon's
     )
+    # None makes the package fall back to the process's environment, which .env filled at
+    # start: a line since removed from .env must be gone from the calls too.
+    client.organization, client.project = config.organization, config.project
+    return client
 
 
 def model_accepted(config: OpenAISettings) -> tuple[bool | None, str]:
@@ -380,7 +397,7 @@ def create(
         timeout=config.timeout,
         env_file=str(settings.env_file),
         probe=probe,
-        probe_every=min(PROBE_SECONDS, settings.pause_seconds),
+        probe_every=max(MIN_PROBE_SECONDS, min(PROBE_SECONDS, settings.pause_seconds)),
     )
     return OpenAIImages(config, classifier, stop)
 

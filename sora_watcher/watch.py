@@ -52,7 +52,8 @@ with contextlib.suppress(ImportError):  # watchdog >= 6; older ones keep their 0
 INOTIFY = sys.platform.startswith("linux")  # elsewhere moves in wait for the quiet period
 TICK_SECONDS = 0.2  # how often quiet candidates are looked at
 POLL_SECONDS = 1.0  # the polling observer's interval
-PROBE = f".sora-watcher-probe-{os.getpid()}"  # a hidden name: never taken for an input
+PROBE_PREFIX = ".sora-watcher-probe-"  # a hidden name: never taken for an input
+PROBE = f"{PROBE_PREFIX}{os.getpid()}"
 PROBE_WAIT_SECONDS = 10.0
 
 
@@ -63,6 +64,24 @@ def _inotify_observer() -> BaseObserver:
     except UnsupportedLibcError:
         return Observer()
     return InotifyObserver(generate_full_events=True)
+
+
+def remove_stale_probes(inbox: Path) -> None:
+    """Probe files of workers that died between writing and removing theirs (kill -9)."""
+    for probe in inbox.glob(PROBE_PREFIX + "*"):
+        pid = probe.name.removeprefix(PROBE_PREFIX)
+        if pid.isdigit() and not _alive(int(pid)):
+            probe.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def _path(raw: str | bytes) -> Path:
@@ -153,6 +172,7 @@ class Intake:
 
     def start(self, watch: bool) -> None:
         """With ``watch``, watch the inbox until ``stop``; then scan what is already there."""
+        remove_stale_probes(self.inbox)
         if watch:
             self._observer = self._start_observer()
         self.scan()

@@ -8,6 +8,8 @@ import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -313,3 +315,16 @@ def test_a_file_moved_in_from_another_folder_is_taken_at_once(
     (outside / "moved.txt").write_text("a prompt written elsewhere\n", encoding="utf-8")
     (outside / "moved.txt").rename(home / "inbox" / "moved.txt")
     daemon.expect(r"moved\.txt: 1 image\(s\)", timeout=10)
+
+
+def test_a_probe_left_by_a_killed_worker_is_removed(tmp_path: Path) -> None:
+    from sora_watcher.watch import PROBE_PREFIX, remove_stale_probes
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{PROBE_PREFIX}{dead.pid}"
+    alive = tmp_path / f"{PROBE_PREFIX}{os.getpid()}"  # another worker's, still running
+    stale.write_bytes(b"")
+    alive.write_bytes(b"")
+    remove_stale_probes(tmp_path)
+    assert not stale.exists() and alive.exists()

@@ -110,7 +110,7 @@ def _boolean(name: str, text: str) -> bool:
     raise ConfigError(f"{name}={text!r}: expected true or false")
 
 
-def _number(name: str, text: str, kind: type[float] | type[int], minimum: float) -> float:
+def number(name: str, text: str, kind: type[float] | type[int], minimum: float) -> float:
     try:
         value = kind(text)
     except ValueError:
@@ -151,30 +151,30 @@ def resolve(
         debug_dir=under_home("debug_dir"),
         session_file=under_home("session_file"),
         base_url=raw["base_url"].rstrip("/"),
-        timeout=_number(name("timeout"), raw["timeout"], float, 1),
-        page_timeout=_number(name("page_timeout"), raw["page_timeout"], float, 1),
-        max_retries=int(_number(name("max_retries"), raw["max_retries"], int, 0)),
-        retry_delay=_number(name("retry_delay"), raw["retry_delay"], float, 0),
-        pause_seconds=_number(name("pause_seconds"), raw["pause_seconds"], float, 0),
+        timeout=number(name("timeout"), raw["timeout"], float, 1),
+        page_timeout=number(name("page_timeout"), raw["page_timeout"], float, 1),
+        max_retries=int(number(name("max_retries"), raw["max_retries"], int, 0)),
+        retry_delay=number(name("retry_delay"), raw["retry_delay"], float, 0),
+        pause_seconds=number(name("pause_seconds"), raw["pause_seconds"], float, 0),
         headless=_headless(flags, environ, raw),
         browser_path=raw["browser_path"] or None,
         selectors=under_home("selectors") if raw["selectors"] else None,
         debug=_boolean(name("debug"), raw["debug"]),
         worker_id=_worker_id(raw["worker_id"]),
         polling=_boolean(name("polling"), raw["polling"]),
-        rescan_seconds=_number(name("rescan_seconds"), raw["rescan_seconds"], float, 0.1),
-        settle_seconds=_number(name("settle_seconds"), raw["settle_seconds"], float, 0),
-        max_input_bytes=int(_number(name("max_input_bytes"), raw["max_input_bytes"], int, 1)),
-        max_prompt_chars=int(_number(name("max_prompt_chars"), raw["max_prompt_chars"], int, 1)),
-        backend=_choice(name("backend"), raw["backend"], tuple(BACKENDS)),
+        rescan_seconds=number(name("rescan_seconds"), raw["rescan_seconds"], float, 0.1),
+        settle_seconds=number(name("settle_seconds"), raw["settle_seconds"], float, 0),
+        max_input_bytes=int(number(name("max_input_bytes"), raw["max_input_bytes"], int, 1)),
+        max_prompt_chars=int(number(name("max_prompt_chars"), raw["max_prompt_chars"], int, 1)),
+        backend=choice(name("backend"), raw["backend"], tuple(BACKENDS)),
         env_file=Path(raw["env_file"]).expanduser().resolve(),
-        daily_limit=int(_number(name("daily_limit"), raw["daily_limit"], int, 0)),
+        daily_limit=int(number(name("daily_limit"), raw["daily_limit"], int, 0)),
         prompt_template=_template(name("prompt_template"), raw["prompt_template"], home),
         on_success=raw["on_success"],
         on_failure=raw["on_failure"],
-        hook_timeout=_number(name("hook_timeout"), raw["hook_timeout"], float, 0.1),
+        hook_timeout=number(name("hook_timeout"), raw["hook_timeout"], float, 0.1),
         concurrency=_concurrency(name("concurrency"), raw["concurrency"]),
-        recycle_after=int(_number(name("recycle_after"), raw["recycle_after"], int, 0)),
+        recycle_after=int(number(name("recycle_after"), raw["recycle_after"], int, 0)),
         log_rotation=raw["log_rotation"],
         log_retention=raw["log_retention"],
     )
@@ -206,7 +206,7 @@ def _headless(
 def _concurrency(name: str, text: str) -> int | None:
     if not text:
         return None
-    value = int(_number(name, text, int, 1))
+    value = int(number(name, text, int, 1))
     if value > MAX_CONCURRENCY:
         raise ConfigError(f"{name}={text}: at most {MAX_CONCURRENCY} generations in flight")
     return value
@@ -224,7 +224,7 @@ def concurrency_for(settings: Settings, most: int, default: int) -> int:
     return settings.concurrency
 
 
-def _choice(name: str, text: str, allowed: tuple[str, ...]) -> str:
+def choice(name: str, text: str, allowed: tuple[str, ...]) -> str:
     if text not in allowed:
         raise ConfigError(f"{name}={text!r}: expected one of {', '.join(allowed)}")
     return text

@@ -8,7 +8,7 @@ run that stopped are published by the next one without being counted again: a fe
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -28,11 +28,11 @@ def todays_images(images: Path, now: datetime | None = None) -> Iterator[Path]:
         yield from (p for p in images.rglob(day + "*.png") if p.is_file())
 
 
-def todays_tokens(images: Path) -> int:
-    """Tokens billed today, from the sidecars of today's images (an API backend's usage).
-    One call's usage is in the sidecar of each of its images: it is counted at the first."""
+def tokens(images: Iterable[Path]) -> int:
+    """Tokens billed for ``images``, from their sidecars (an API backend's usage). One call's
+    usage is in the sidecar of each of its images: it is counted at the first."""
     total = 0
-    for image in todays_images(images):
+    for image in images:
         try:
             sidecar = json.loads(image.with_suffix(".json").read_text(encoding="utf-8"))
             if sidecar.get("variant", 0) == 0:

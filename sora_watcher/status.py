@@ -16,7 +16,7 @@ from typing import Any
 from sora_watcher import backends
 from sora_watcher.config import Settings
 from sora_watcher.folders import is_ignored
-from sora_watcher.quota import todays_images, todays_tokens
+from sora_watcher.quota import todays_images, tokens
 from sora_watcher.service import STATUS_FILE, Board
 
 
@@ -81,10 +81,10 @@ def report(settings: Settings, environ: Mapping[str, str], offline: bool) -> tup
     lines += last_outcome("last success", [b.last_success for b in known], "image")
     lines += last_outcome("last failure", [b.last_failure for b in known], "error")
 
-    made = sum(1 for _ in todays_images(settings.images))
+    today = list(todays_images(settings.images))
     limit = f" of {settings.daily_limit} (SORA_DAILY_LIMIT)" if settings.daily_limit else ""
-    tokens = todays_tokens(settings.images)
-    lines.append(f"today: {made} image(s){limit}" + (f", {tokens} tokens" if tokens else ""))
+    billed = tokens(today)
+    lines.append(f"today: {len(today)} image(s){limit}" + (f", {billed} tokens" if billed else ""))
     backend_lines, backend_ok = backends.load(settings.backend).status(settings, environ, offline)
     lines += backend_lines
     healthy = healthy and backend_ok

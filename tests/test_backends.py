@@ -41,7 +41,7 @@ from sora_watcher.errors import (
 )
 from sora_watcher.hooks import Hook
 from sora_watcher.inputs import InputError, Rules, read_prompts
-from sora_watcher.quota import DailyCount, seconds_to_midnight, todays_tokens
+from sora_watcher.quota import DailyCount, seconds_to_midnight, todays_images, tokens
 
 KEY = "sk-proj-unit0123456789abcdefghijklmnopqrstuv"
 ENV = {"OPENAI_API_KEY": KEY}
@@ -299,7 +299,7 @@ def test_the_daily_limit_counts_todays_images_across_restarts(tmp_path: Path) ->
     pause = count.reached(2)
     assert isinstance(pause, DailyLimitReached)
     assert pause.resume.after is not None and pause.resume.after <= 86401
-    assert todays_tokens(tmp_path) == 2000
+    assert tokens(todays_images(tmp_path)) == 2000
     assert DailyCount(tmp_path, limit=0).reached(10_000) is None  # 0: no limit
 
 

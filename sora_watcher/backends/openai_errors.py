@@ -112,7 +112,7 @@ class Classifier:
             if status == exc.status_code and code in (None, exc.code):
                 return meaning(self, detail, exc, model)
         if exc.status_code >= 500:
-            return Overloaded(detail, retry_after=retry_after(exc))
+            return self.busy(detail, exc, model)
         if exc.status_code in INPUT_STATUSES:
             return InvalidRequest(detail)
         return Unreachable(detail)  # a proxy's 407, a 402 ...: not the input's fault
@@ -160,6 +160,9 @@ class Classifier:
         )
         return QuotaExceeded(detail, Resume(hint=hint))
 
+    def busy(self, detail: str, exc: openai.APIStatusError, model: str) -> GenerationError:
+        return Overloaded(detail, retry_after=retry_after(exc))
+
     def too_many(self, detail: str, exc: openai.APIStatusError, model: str) -> GenerationError:
         return ConcurrencyLimited(detail, retry_after=retry_after(exc) or 1.0)
 
@@ -179,6 +182,6 @@ RULES: list[tuple[int, str | None, Meaning]] = [
     (404, None, Classifier.no_endpoint),
     (429, "insufficient_quota", Classifier.no_quota),
     (429, None, Classifier.too_many),
-    (408, None, lambda c, detail, e, m: Overloaded(detail, retry_after=retry_after(e))),
-    (409, None, lambda c, detail, e, m: Overloaded(detail, retry_after=retry_after(e))),
+    (408, None, Classifier.busy),
+    (409, None, Classifier.busy),
 ]

@@ -41,7 +41,7 @@ from sora_watcher.backends.base import (
     to_png,
 )
 from sora_watcher.backends.openai_errors import KEYS_URL, Classifier, public_url, redact, said
-from sora_watcher.config import ConfigError, Settings
+from sora_watcher.config import Settings, choice, number
 from sora_watcher.errors import (
     CredentialsMissing,
     DownloadFailed,
@@ -85,31 +85,26 @@ class OpenAISettings:
 
 
 def read_settings(environ: Mapping[str, str]) -> OpenAISettings:
-    """This backend's section of the configuration (environment, then ``.env``)."""
+    """This backend's section of the configuration (environment, then ``.env``), checked
+    with the same helpers and words as the common settings."""
 
-    def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = environ.get(name) or default
-        if value not in allowed:
-            raise ConfigError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
-        return value
+    def value(name: str, default: str) -> str:
+        return environ.get(name) or default
 
-    model = environ.get("SORA_OPENAI_MODEL") or "gpt-image-2"
-    timeout_text = environ.get("SORA_OPENAI_TIMEOUT") or "300"
-    try:
-        timeout = float(timeout_text)
-    except ValueError:
-        raise ConfigError(f"SORA_OPENAI_TIMEOUT={timeout_text!r}: expected seconds") from None
-    if timeout < 1:
-        raise ConfigError(f"SORA_OPENAI_TIMEOUT={timeout_text!r}: must be at least 1")
+    model = value("SORA_OPENAI_MODEL", "gpt-image-2")
     return OpenAISettings(
         api_key=environ.get("OPENAI_API_KEY", "").strip(),
         base_url=environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
         organization=environ.get("OPENAI_ORG_ID") or None,
         project=environ.get("OPENAI_PROJECT_ID") or None,
         model=model,
-        quality=choice("SORA_OPENAI_QUALITY", "auto", qualities(model)),
-        moderation=choice("SORA_OPENAI_MODERATION", "auto", MODERATIONS),
-        timeout=timeout,
+        quality=choice(
+            "SORA_OPENAI_QUALITY", value("SORA_OPENAI_QUALITY", "auto"), qualities(model)
+        ),
+        moderation=choice(
+            "SORA_OPENAI_MODERATION", value("SORA_OPENAI_MODERATION", "auto"), MODERATIONS
+        ),
+        timeout=number("SORA_OPENAI_TIMEOUT", value("SORA_OPENAI_TIMEOUT", "300"), float, 1),
     )
 
 
@@ -175,7 +170,7 @@ class Call:
     started: float = field(default_factory=time.monotonic)
     over: bool = False
     generation: Generation | None = None
-    error: BaseException | None = None
+    error: GenerationError | None = None
 
 
 class OpenAIImages:

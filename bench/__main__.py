@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import backlog, detection, openai, overhead, report, soak, throughput
-from bench.harness import ROOT, Log, Result, Table, daemon_commit, machine, say
+from bench.harness import Log, Result, Table, daemon_commit, machine, say
+from standin_kit.process import ROOT
 
 Benchmark = Callable[[bool, Log], Result]
 BENCHMARKS: dict[str, tuple[str, Benchmark]] = {

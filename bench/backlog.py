@@ -16,7 +16,6 @@ from typing import Any
 
 from bench.harness import (
     BenchError,
-    DaemonProcess,
     Log,
     Result,
     Table,
@@ -28,6 +27,7 @@ from bench.harness import (
     rss_kib,
     yes_no,
 )
+from standin_kit.process import DaemonProcess, StillRunning
 
 NAME = "backlog"
 GOAL_RSS_KIB = 200 * 1024
@@ -82,10 +82,10 @@ def drain(count: int, log: Log, lines: int = 1) -> dict[str, float | int | bool]
             startup = daemon.ready(timeout=120)
             try:
                 code = daemon.wait(TIME_CAP_SECONDS)
-            except BenchError:
+            except StillRunning:
                 complete = False
                 log(f"{NAME}: {what}: over {TIME_CAP_SECONDS:g}s, stopping")
-                code = daemon.stop() or 0
+                code = daemon.stop()
             total = time.perf_counter() - daemon.started
         finally:
             sampler.stop()
@@ -96,7 +96,7 @@ def drain(count: int, log: Log, lines: int = 1) -> dict[str, float | int | bool]
         left = len(names_in(home / "inbox"))
         if complete and (code != 0 or done != count):
             raise BenchError(
-                daemon.output.failure(
+                daemon.failure(
                     f"once exited {code} with {done}/{count} processed, {failed} failed, "
                     f"{left} left in inbox/"
                 )

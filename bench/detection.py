@@ -17,7 +17,6 @@ from pathlib import Path
 
 from bench.harness import (
     BenchError,
-    DaemonProcess,
     Log,
     Result,
     Table,
@@ -32,6 +31,7 @@ from bench.harness import (
     yes_no,
 )
 from bench.inotify import MOVED_OUT, FileEvents
+from standin_kit.process import DaemonProcess
 
 NAME = "detection"
 GOAL_P50 = 0.050
@@ -79,7 +79,7 @@ def measure_case(
         published = case.publish(inbox, name, f"detection benchmark prompt {number} {i}\n")
         claimed = watcher.wait_for(name, timeout=case.claim_timeout)
         if claimed is None:
-            raise BenchError(daemon.output.failure(f"{name} not claimed in {case.claim_timeout}s"))
+            raise BenchError(daemon.failure(f"{name} not claimed in {case.claim_timeout}s"))
         finished = wait_until(
             (processed / name).exists,
             timeout=10,

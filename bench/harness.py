@@ -1,9 +1,9 @@
-"""What every benchmark needs: the stand-in and the daemon as processes, home folders, memory
-readings from /proc, inbox writers and a few statistics.
+"""What every benchmark needs: home folders and the daemon's environment, memory readings from
+/proc, inbox writers and a few statistics.
 
-Everything started here runs in a process group of its own, so that stopping it can never
-leave a Chromium behind: SIGTERM first (the daemon closes its browser itself), SIGKILL to the
-group only if something is still there after the wait.
+The daemon and the stand-in run as processes started by standin_kit.process (DaemonProcess,
+StandInServer), as in the tests and the demo: each in a process group of its own, so that
+stopping it can never leave a Chromium behind.
 """
 
 from __future__ import annotations
@@ -11,30 +11,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from sora_standin import make_storage_state
+from standin_kit import process
+from standin_kit.process import PYTHON, ROOT, StandInServer
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
 STANDIN_SECRET = "standin-secret"  # the default of `python -m sora_standin`
 UNUSED_URL = "http://127.0.0.1:9"  # for the instant backend, which never goes online
 WORKER_ID = "bench"
-STOP_SECONDS = 30.0
 SUCCESS = "Statut : SUCCÈS"
 
 Log = Callable[[str], None]
@@ -286,137 +279,28 @@ def daemon_commit() -> str:
     return commit + (" + uncommitted changes" if changed != "?" else "")
 
 
-def setting_exists(env_name: str) -> bool:
-    """Whether this checkout's daemon knows a setting (it ignores unknown SORA_* variables)."""
-    from sora_watcher import config
-
-    return any(name == env_name for name, _ in config.OPTIONS.values())
-
-
 def setting_default(env_name: str) -> str | None:
+    """The default of a setting this checkout's daemon knows, None if it knows no such setting
+    (it ignores unknown SORA_* variables); a backend's own settings included."""
     from sora_watcher import config
 
-    return next((default for name, default in config.OPTIONS.values() if name == env_name), None)
+    return next((o.default for o in config.all_options() if o.env == env_name), None)
 
 
-# -- processes --------------------------------------------------------------------------------
+def setting_exists(env_name: str) -> bool:
+    return setting_default(env_name) is not None
 
 
-def _end_group(process: subprocess.Popen[str]) -> None:
-    """SIGKILL whatever is left in a process group we created (a Chromium, a driver)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+# -- processes (started by standin_kit.process, as the tests and the demo start them) -------
 
 
-class Output:
-    """A process's stdout, read line by line on a thread, kept for matching and diagnosis."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        self._new: queue.Queue[str | None] = queue.Queue()
-        self._process = process
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            self._new.put(line.rstrip("\n"))
-        self._new.put(None)
-
-    def expect(self, pattern: str, timeout: float) -> re.Match[str]:
-        """The first line from now on that matches ``pattern``."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BenchError(self.failure(f"timed out waiting for {pattern!r}"))
-            try:
-                line = self._new.get(timeout=min(remaining, 0.5))
-            except queue.Empty:
-                continue
-            if line is None:
-                raise BenchError(self.failure(f"process ended while waiting for {pattern!r}"))
-            self.lines.append(line)
-            match = regex.search(line)
-            if match:
-                return match
-
-    def drain(self) -> list[str]:
-        """Take in every line read so far; return all lines."""
-        with contextlib.suppress(queue.Empty):
-            while (line := self._new.get_nowait()) is not None:
-                self.lines.append(line)
-        return self.lines
-
-    def count(self, text: str) -> int:
-        return sum(text in line for line in self.drain())
-
-    def finish(self, timeout: float = 5) -> list[str]:
-        self._thread.join(timeout)
-        return self.drain()
-
-    def failure(self, why: str) -> str:
-        tail = "\n".join(self.drain()[-30:])
-        return f"{why}; last output lines:\n{tail}"
-
-
-StoppedT = TypeVar("StoppedT", bound="StoppedOnExit")
-
-
-class StoppedOnExit:
-    """``with`` support for the processes below: ``stop()`` on the way out, whatever happened."""
-
-    def stop(self) -> int | None:
-        raise NotImplementedError
-
-    def __enter__(self: StoppedT) -> StoppedT:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class StandInProcess(StoppedOnExit):
-    """``python -m sora_standin --port 0 --delay D``, its URL read from its first line."""
+class StandInProcess(StandInServer):
+    """``python -m sora_standin --delay D``: the stand-in of Sora in a process of its own, so
+    that its work does not share the benchmark's interpreter."""
 
     def __init__(self, delay: float) -> None:
         self.delay = delay
-        command = [PYTHON, "-m", "sora_standin", "--port", "0", "--delay", str(delay)]
-        self.process = spawn(command, ROOT)
-        self.output = Output(self.process)
-        try:
-            self.base_url = self.output.expect(r"sora-standin listening on (\S+)", 30)[1]
-        except BaseException:
-            self.stop()
-            raise
-
-    def set_delay(self, delay: float) -> None:
-        request = urllib.request.Request(
-            self.base_url + "/_standin/config",
-            data=json.dumps({"delay": delay}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            answer.read()
-        self.delay = delay
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        _end_group(self.process)
-        self.output.finish()
+        super().__init__("sora_standin", "--delay", str(delay))
 
 
 @contextlib.contextmanager
@@ -436,118 +320,14 @@ def home_folder(label: str, base_url: str | None, keep: bool = False) -> Iterato
             shutil.rmtree(home, ignore_errors=True)
 
 
+# What every benchmark's daemon runs with unless the benchmark says otherwise.
+BENCH_SETTINGS = {"SORA_WORKER_ID": WORKER_ID, "SORA_TIMEOUT": "60", "SORA_RETRY_DELAY": "0.5"}
+
+
 def daemon_env(home: Path, base_url: str | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SORA_")}
-    env.update(
-        SORA_HOME=str(home),
-        SORA_BACKEND="web",  # the benchmarks that need another backend say so
-        SORA_BASE_URL=base_url or UNUSED_URL,
-        SORA_WORKER_ID=WORKER_ID,
-        SORA_TIMEOUT="60",
-        SORA_RETRY_DELAY="0.5",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
-
-
-def spawn(
-    command: list[str], cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[str]:
-    """A process in a process group of its own (so that its children, Chromium among them,
-    can be ended with it), output and errors on one pipe."""
-    return subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        encoding="utf-8",
-        start_new_session=True,
-    )
-
-
-def spawn_watcher(home: Path, env: dict[str, str], args: tuple[str, ...]) -> subprocess.Popen[str]:
-    """``python watcher.py <args>`` in a home folder."""
-    return spawn([PYTHON, str(ROOT / "watcher.py"), *args], home, env)
-
-
-class DaemonProcess(StoppedOnExit):
-    """``python watcher.py <command>`` in a home folder, in a process group of its own."""
-
-    def __init__(self, home: Path, env: dict[str, str], *args: str) -> None:
-        self.home = home
-        self.started = time.perf_counter()
-        self.process = spawn_watcher(home, env, args)
-        self.output = Output(self.process)
-        self.max_rss_kib = 0  # ru_maxrss from wait4, once the process has ended
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def ready(self, timeout: float = 120) -> float:
-        """Wait for ``watching``: the browser is up and the session checked. Seconds taken."""
-        self.output.expect(r"\] INFO +watching ", timeout)
-        return time.perf_counter() - self.started
-
-    def alive(self) -> bool:
-        return self.process.returncode is None and self._reap(block=False) is None
-
-    def _reap(self, block: bool) -> int | None:
-        """``wait4`` rather than ``Popen.wait``: it also gives the peak RSS of the process."""
-        if self.process.returncode is not None:
-            return self.process.returncode
-        try:
-            pid, status, usage = os.wait4(self.process.pid, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            return self.process.wait()
-        if pid == 0:
-            return None
-        self.max_rss_kib = usage.ru_maxrss  # kilobytes on Linux
-        self.process.returncode = os.waitstatus_to_exitcode(status)
-        return self.process.returncode
-
-    def wait(self, timeout: float) -> int:
-        deadline = time.perf_counter() + timeout
-        while (code := self._reap(block=False)) is None:
-            if time.perf_counter() > deadline:
-                raise BenchError(self.output.failure(f"still running after {timeout:g}s"))
-            time.sleep(0.01)
-        return code
-
-    def stop(self) -> int | None:
-        """SIGTERM and wait; SIGKILL the whole group if it does not end in time."""
-        code: int | None = None
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                code = self.wait(STOP_SECONDS)
-            except BenchError:
-                say(f"daemon {self.pid} did not stop within {STOP_SECONDS:g}s: killing it")
-                _end_group(self.process)
-                code = self._reap(block=True)
-        else:
-            code = self.process.returncode
-        _end_group(self.process)  # a Chromium the daemon left behind, if any
-        self.output.finish()
-        return code
-
-
-def run_to_end(home: Path, env: dict[str, str], *args: str, timeout: float) -> tuple[int, str]:
-    """A short-lived ``watcher.py`` command: its exit status and output."""
-    process = spawn_watcher(home, env, args)
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _end_group(process)
-        output, _ = process.communicate()
-        raise BenchError(f"{' '.join(args)} took over {timeout:g}s:\n{output[-3000:]}") from None
-    finally:
-        _end_group(process)
-    return process.returncode, output
+    """The web backend (the benchmarks that need another say so) against ``base_url``, or an
+    address never reached (the instant backend goes nowhere), with the benchmarks' settings."""
+    return process.daemon_env(home, base_url or UNUSED_URL, **{**BENCH_SETTINGS, **extra})
 
 
 # -- inbox ------------------------------------------------------------------------------------

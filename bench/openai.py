@@ -31,7 +31,6 @@ from pathlib import Path
 
 from bench.harness import (
     BenchError,
-    DaemonProcess,
     Log,
     Result,
     Table,
@@ -50,6 +49,7 @@ from bench.harness import (
 )
 from bench.inotify import ARRIVED, Clock, FileEvents, TimedReader
 from openai_standin import Call, ImagesStandIn
+from standin_kit.process import DaemonProcess
 
 NAME = "openai"
 TITLE = "OpenAI backend"
@@ -116,7 +116,9 @@ class NotifyListener(TimedReader):
 def openai_env(
     home: Path, standin: ImagesStandIn, concurrency: int, **extra: str
 ) -> dict[str, str]:
-    env = daemon_env(
+    """The openai backend against the in-process stand-in (the bench's own OPENAI_* variables
+    are left out by the environment builder)."""
+    return daemon_env(
         home,
         None,
         SORA_BACKEND="openai",
@@ -125,10 +127,6 @@ def openai_env(
         OPENAI_API_KEY=API_KEY,
         **extra,
     )
-    for name in [n for n in env if n.startswith("OPENAI_")]:  # the bench's own, if any
-        if name not in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
-            del env[name]
-    return env
 
 
 def prompts(tag: str, count: int) -> list[str]:
@@ -151,7 +149,7 @@ def wait_processed(daemon: DaemonProcess, names: set[str], timeout: float, what:
     wait_until(all_finished(daemon.home, names), timeout=timeout, what=what, interval=0.02)
     check_no_failures(daemon.home)
     if not daemon.alive():
-        raise BenchError(daemon.output.failure("the daemon ended"))
+        raise BenchError(daemon.failure("the daemon ended"))
 
 
 def of_tag(calls: list[Call], tag: str) -> list[Call]:

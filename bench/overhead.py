@@ -15,7 +15,6 @@ from typing import Any
 
 from bench.harness import (
     BenchError,
-    DaemonProcess,
     Log,
     Result,
     StandInProcess,
@@ -28,10 +27,10 @@ from bench.harness import (
     median,
     ms,
     publish_by_rename,
-    run_to_end,
     sidecars,
     wait_until,
 )
+from standin_kit.process import DaemonProcess, run_watcher
 
 NAME = "overhead"
 
@@ -81,12 +80,13 @@ def naive_runs(standin: StandInProcess, jobs: int, runs: int, log: Log) -> list[
                 prompt_file = home / f"naive-run{run}-job{job:02d}.txt"
                 prompt_file.write_text(prompt("naive", run, job), encoding="utf-8")
                 started = time.perf_counter()
-                code, output = run_to_end(
+                done = run_watcher(
                     home, env, "generate", "--prompt-file", str(prompt_file), timeout=180
                 )
                 times.append(time.perf_counter() - started)
-                if code != 0:
-                    raise BenchError(f"generate exited with {code}:\n{output[-3000:]}")
+                if done.returncode != 0:
+                    output = (done.stdout + done.stderr)[-3000:]
+                    raise BenchError(f"generate exited with {done.returncode}:\n{output}")
             walls.append(times)
             log(f"{NAME}: naive run {run + 1}/{runs}: {median(times):.3f}s per image")
     return walls

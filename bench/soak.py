@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from bench.harness import (
     SUCCESS,
     BenchError,
-    DaemonProcess,
     Log,
     Memory,
     Result,
@@ -33,6 +32,7 @@ from bench.harness import (
     wait_until,
     yes_no,
 )
+from standin_kit.process import DaemonProcess
 
 NAME = "soak"
 FLAT_TOLERANCE = 0.10  # "flat": the end within 10 % of the start
@@ -57,7 +57,7 @@ class Sampler:
     def take(self) -> Sample:
         sample = Sample(
             time.perf_counter() - self.started,
-            self.daemon.output.count(SUCCESS),
+            self.daemon.count(SUCCESS),
             Memory.of(self.daemon.pid),
         )
         self.samples.append(sample)
@@ -191,7 +191,7 @@ def run(quick: bool, log: Log, generations: int | None = None) -> Result:
             finally:
                 sampler.stop()
             if not daemon.alive():
-                raise BenchError(daemon.output.failure("the daemon ended"))
+                raise BenchError(daemon.failure("the daemon ended"))
     done = end.generations - start.generations
     if done != generations:
         raise BenchError(f"{done} generations logged, {generations} expected")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from bench.harness import (
     BenchError,
-    DaemonProcess,
     Log,
     Result,
     StandInProcess,
@@ -30,6 +29,7 @@ from bench.harness import (
     wait_until,
     yes_no,
 )
+from standin_kit.process import DaemonProcess
 
 NAME = "throughput"
 GOAL_FRACTION = 0.90
@@ -68,7 +68,7 @@ def one_batch(daemon: DaemonProcess, prompts: int, inputs: int, tag: str, delay:
     )
     check_no_failures(home)
     if not daemon.alive():
-        raise BenchError(daemon.output.failure("the daemon ended"))
+        raise BenchError(daemon.failure("the daemon ended"))
     return finished - started
 
 

@@ -1,29 +1,30 @@
 """The Sora web backend as the daemon sees it: ``SORA_BACKEND=web``.
 
 The site closed on 2026-04-26; this backend is kept for its stand-in, as the base of our
-browser automation, and for any site that still serves the same app. Its settings are the
-browser ones of ``Settings`` (``SORA_BASE_URL``, ``SORA_SESSION_FILE``, ``SORA_HEADLESS`` ...).
+browser automation, and for any site that still serves the same app. Its settings are its
+own section, ``sora_driver.settings`` (``SORA_BASE_URL``, ``SORA_SESSION_FILE`` ...).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
+import dataclasses
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TypeVar
-
-from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import sync_playwright
 
 from sora_driver.errors import SessionExpired, SessionMissing
 from sora_driver.login import login as login_by_hand
-from sora_driver.web import ASPECT_RATIOS, DriverConfig, SoraWebDriver
+from sora_driver.session import accepted, is_private
+from sora_driver.settings import from_settings
+from sora_driver.sora_api import ASPECT_RATIOS
+from sora_driver.web import DriverConfig, SoraWebDriver
+from sora_watcher.atomic import fingerprint
 from sora_watcher.backends.base import Capabilities, Generation, JobOptions
 from sora_watcher.config import Settings
 from sora_watcher.errors import Fingerprint, QueueStopError, Resume
-from sora_watcher.folders import fingerprint
 from sora_watcher.status import age
 
 T = TypeVar("T")
@@ -37,17 +38,20 @@ CAPABILITIES = Capabilities(
 
 
 def capabilities(settings: Settings, environ: Mapping[str, str]) -> Capabilities:
-    return CAPABILITIES
+    """What the site takes; reading the section here reports a wrong value at start-up."""
+    web = from_settings(settings, environ)
+    # a submit and a download may each wait for pages and elements
+    return dataclasses.replace(CAPABILITIES, busy_seconds=3 * web.page_timeout)
 
 
 class SoraWebBackend:
     """The driver, with a way back from its session errors: the queue resumes when
     session.json is replaced (the daemon does not know what a session is)."""
 
-    def __init__(self, driver: SoraWebDriver, settings: Settings) -> None:
+    def __init__(self, driver: SoraWebDriver, session_file: Path) -> None:
         self.driver = driver
-        self.settings = settings
-        self.opened: Fingerprint | None = fingerprint(settings.session_file)
+        self.session_file = session_file
+        self.opened: Fingerprint | None = fingerprint(session_file)
 
     def open(self) -> None:
         self._guarded(self.driver.open)
@@ -74,7 +78,7 @@ class SoraWebBackend:
             raise self._with_resume(exc) from None
 
     def _with_resume(self, error: QueueStopError) -> QueueStopError:
-        session = self.settings.session_file
+        session = self.session_file
         error.resume = Resume(
             file=session,
             seen=self.opened,
@@ -86,22 +90,23 @@ class SoraWebBackend:
 def create(
     settings: Settings, environ: Callable[[], Mapping[str, str]], stop: threading.Event
 ) -> SoraWebBackend:
+    web = from_settings(settings, environ())
     driver = SoraWebDriver(
         DriverConfig(
-            base_url=settings.base_url,
-            session_file=settings.session_file,
+            base_url=web.base_url,
+            session_file=web.session_file,
             timeout=settings.timeout,
-            page_timeout=settings.page_timeout,
-            headless=settings.headless,
-            browser_path=settings.browser_path,
-            selectors_file=settings.selectors,
+            page_timeout=web.page_timeout,
+            headless=web.headless,
+            browser_path=web.browser_path,
+            selectors_file=web.selectors,
             debug=settings.debug,
-            artifacts_dir=settings.debug_dir,
-            recycle_after=settings.recycle_after,
+            artifacts_dir=web.debug_dir,
+            recycle_after=web.recycle_after,
         ),
         stop,
     )
-    backend = SoraWebBackend(driver, settings)
+    backend = SoraWebBackend(driver, web.session_file)
     try:
         backend.open()
     except BaseException:
@@ -111,37 +116,21 @@ def create(
 
 
 def login(settings: Settings) -> int:
-    return login_by_hand(settings.base_url, settings.session_file, settings.browser_path)
+    web = from_settings(settings, os.environ)  # the command line loaded .env into it
+    return login_by_hand(web.base_url, web.session_file, web.browser_path)
 
 
 def status(settings: Settings, environ: Mapping[str, str], offline: bool) -> tuple[list[str], bool]:
     """The saved session: there, private, and (unless ``offline``) accepted by the site."""
-    session = settings.session_file
-    lines = [f"backend: web, {settings.base_url}"]
+    web = from_settings(settings, environ)
+    session = web.session_file
+    lines = [f"backend: web, {web.base_url}"]
     if not session.is_file():
         return [*lines, f"session: {session} is missing: run `sora-watcher login`"], False
-    stat = session.stat()
-    private = "" if stat.st_mode & 0o077 == 0 else " (readable by others: chmod 600 it)"
-    lines.append(f"session: {session}, saved {age(time.time() - stat.st_mtime)} ago{private}")
+    private = "" if is_private(session) else " (readable by others: chmod 600 it)"
+    saved = age(time.time() - session.stat().st_mtime)
+    lines.append(f"session: {session}, saved {saved} ago{private}")
     if offline:
         return lines, True
-    accepted, words = session_accepted(settings)
-    return [*lines, f"  {words}"], accepted
-
-
-def session_accepted(settings: Settings) -> tuple[bool, str]:
-    """Ask the site's own session endpoint, with the saved cookies but without a browser."""
-    url = settings.base_url + "/api/auth/session"
-    try:
-        with sync_playwright() as pw:
-            context = pw.request.new_context(storage_state=str(settings.session_file))
-            response = context.get(url, timeout=settings.page_timeout * 1000)
-            text = response.text()
-            context.dispose()
-    except PlaywrightError as exc:
-        return False, f"could not ask {url}: {exc.message.splitlines()[0]}"
-    with contextlib.suppress(ValueError):
-        body = json.loads(text)
-        if isinstance(body, dict) and body.get("user"):
-            return True, f"accepted by {settings.base_url} (expires {body.get('expires', '?')})"
-    return False, f"refused by {settings.base_url} (answer {text.strip()[:30]!r}): log in again"
+    ok, words = accepted(session, web.base_url, web.page_timeout)
+    return [*lines, f"  {words}"], ok

@@ -79,29 +79,3 @@ def api_error(status: int, text: str, where: str) -> GenerationError:
     if 400 <= status < 500:
         return TaskFailed(detail)
     return PageError(detail)
-
-
-def finished_task_error(task: dict[str, Any]) -> GenerationError | None:
-    """``None`` for a usable succeeded task, else why it cannot give an image."""
-    moderation = task.get("moderation_result") or {}
-    reason = task.get("failure_reason")
-    unsafe = int(task.get("num_unsafe_generations") or 0)
-    generations = task.get("generations") or []
-    rejected = (
-        moderation.get("type") == "terminal" or moderation.get("is_output_rejection") or unsafe
-    )
-    if task.get("status") == "succeeded" and generations:
-        return None
-    words = ", ".join(
-        part
-        for part in (
-            f"status={task.get('status')}",
-            f"failure_reason={reason!r}" if reason else "",
-            f"moderation={moderation.get('type')}/{moderation.get('code')}" if moderation else "",
-            f"unsafe_generations={unsafe}" if unsafe else "",
-        )
-        if part
-    )
-    if rejected:
-        return ContentRejected(f"task {task.get('id')}: {words}")
-    return TaskFailed(f"task {task.get('id')}: {words or 'no image in the answer'}")

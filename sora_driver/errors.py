@@ -1,6 +1,7 @@
-"""The Sora web backend's own names for the core's errors (``sora_watcher.errors``).
+"""The web backends' own names for the core's errors (``sora_watcher.errors``).
 
-The log and the error files keep the names they always had for this site::
+The log and the error files keep the names they always had for the Sora site; the parts
+shared by every web backend (browser, session, locate) raise them too::
 
     TransientError
     ├── PageError             the page did not load, the browser or the network failed

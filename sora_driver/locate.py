@@ -1,4 +1,10 @@
-"""Finding page elements from a selector profile (``selectors.json``) tolerant to DOM changes."""
+"""Finding page elements from a selector profile tolerant to DOM changes.
+
+A profile is a JSON file that lists, for each element a backend needs, several candidates
+tried in order: role, placeholder, label and text first, CSS last (see a backend's own
+profile, such as ``sora_driver/selectors.json``). A user's profile replaces elements of the
+backend's default one. Shared by every web backend: it knows no site.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +18,15 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from sora_driver.errors import ElementNotFound
 
-DEFAULT_PROFILE = Path(__file__).with_name("selectors.json")
 Candidate = dict[str, str]
 
 
-def load_profile(path: Path | None) -> dict[str, list[Candidate]]:
-    """The default profile, with the elements of a user's profile (``SORA_SELECTORS``) on top."""
-    profile: dict[str, Any] = json.loads(DEFAULT_PROFILE.read_text(encoding="utf-8"))
-    if path is not None:
-        profile.update(json.loads(path.read_text(encoding="utf-8")))
+def load_profile(default: Path, override: Path | None = None) -> dict[str, list[Candidate]]:
+    """The default profile, with the elements of a user's profile (``SORA_SELECTORS``) on top.
+    Keys starting with ``_`` are comments."""
+    profile: dict[str, Any] = json.loads(default.read_text(encoding="utf-8"))
+    if override is not None:
+        profile.update(json.loads(override.read_text(encoding="utf-8")))
     return {key: value for key, value in profile.items() if not key.startswith("_")}
 
 
@@ -97,3 +103,23 @@ def visible_now(page: Page, candidates: list[Candidate]) -> Locator | None:
     if not _anyone(visible).count():  # one round trip in the usual case: nothing there
         return None
     return _first_in_profile_order(visible)
+
+
+class Profile:
+    """A loaded profile, used by element name."""
+
+    def __init__(self, default: Path, override: Path | None = None) -> None:
+        self.candidates = load_profile(default, override)
+
+    def find(
+        self, page: Page, element: str, timeout_ms: float, value: str | None = None
+    ) -> Locator:
+        """``element``'s first visible match (see ``find``); ``value`` fills in ``{value}``."""
+        candidates = self.candidates[element]
+        if value is None:
+            return find(page, element, candidates, timeout_ms)
+        return find(page, f"{element} {value}", with_value(candidates, value), timeout_ms)
+
+    def visible_now(self, page: Page, element: str) -> Locator | None:
+        """A visible match right now, or None (an element the profile lacks is never there)."""
+        return visible_now(page, self.candidates.get(element, []))

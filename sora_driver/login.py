@@ -15,8 +15,10 @@ from pathlib import Path
 
 from loguru import logger
 from playwright.sync_api import BrowserContext, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
-from sora_driver.browser import find_browser, launch_args, running_as_root
+from sora_driver import session
+from sora_driver.browser import find_browser, launch
 
 CHECK_SECONDS = 1.0
 
@@ -24,13 +26,9 @@ CHECK_SECONDS = 1.0
 def session_user(context: BrowserContext, base_url: str) -> str | None:
     """Who the site says is logged in, or None."""
     try:
-        body = context.request.get(base_url.rstrip("/") + "/api/auth/session").json()
-    except Exception:  # not JSON (a challenge page, a login redirect): not logged in
+        return session.ask(context.request, base_url).user
+    except PlaywrightError:  # the site cannot be asked (yet): not logged in, ask again later
         return None
-    user = body.get("user") if isinstance(body, dict) else None
-    if not isinstance(user, dict):
-        return None
-    return str(user.get("email") or user.get("name") or "someone")
 
 
 def enter_pressed() -> bool:
@@ -53,12 +51,7 @@ def save_session(context: BrowserContext, session_file: Path) -> None:
 def login(base_url: str, session_file: Path, browser_path: str | None, timeout: float = 600) -> int:
     executable = find_browser(browser_path)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(executable),
-            headless=False,
-            args=launch_args(),
-            chromium_sandbox=not running_as_root(),
-        )
+        browser = launch(pw, executable, headless=False)
         state = str(session_file) if session_file.is_file() else None
         context = browser.new_context(storage_state=state)
         page = context.new_page()

@@ -1,6 +1,9 @@
-"""``sora-watcher`` / ``python watcher.py``: run, once, generate.
+"""Turn prompt files dropped into a folder into images.
 
-``cli(*args)`` returns the exit status instead of exiting, so tests can call it directly.
+Drop a .txt (one prompt per line), .csv, .json job or theme_<user>.json natal chart into
+inbox/: each image lands in images/ with its prompt, and the file moves to processed/ (or
+failed/, with the reason beside it). Settings come from flags, the environment and .env
+(see .env.example); `sora-watcher status` says whether all is well.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from loguru import logger
 
 from sora_watcher import backends, logs
 from sora_watcher.backends.base import ImageBackend
-from sora_watcher.config import ConfigError, Settings, resolve
-from sora_watcher.daemon import Daemon
+from sora_watcher.config import OPTIONS, ConfigError, Settings, resolve
+from sora_watcher.daemon import Daemon, RunMode
 from sora_watcher.errors import CredentialsMissing, Interrupted
 from sora_watcher.folders import FolderLocked
 from sora_watcher.inputs import InputError, read_prompts
+from sora_watcher.options import add_flags
 from sora_watcher.status import status
 
 EXIT_OK, EXIT_FAILED, EXIT_SESSION, EXIT_LOCKED, EXIT_USAGE = 0, 1, 2, 3, 64
@@ -55,25 +59,16 @@ def make_backend(
 
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    flag = common.add_argument
-    flag("--home", help="folder the other folders are relative to (SORA_HOME)")
-    flag("--inbox", help="folder watched for prompt files (SORA_INBOX_DIR)")
-    flag("--images", help="folder for the images (SORA_IMAGES_DIR)")
-    flag("--processed", help="SORA_PROCESSED_DIR")
-    flag("--failed", help="SORA_FAILED_DIR")
-    flag("--logs", help="SORA_LOGS_DIR")
-    flag("--session-file", dest="session_file", help="saved browser session (SORA_SESSION_FILE)")
-    flag("--base-url", dest="base_url", help="the web backend's site (SORA_BASE_URL)")
-    flag("--timeout", help="seconds one generation may take (SORA_TIMEOUT)")
-    flag("--max-retries", dest="max_retries", help="tries after a transient error")
-    flag("--browser-path", dest="browser_path", help="Chromium to use (SORA_BROWSER_PATH)")
-    flag("--selectors", help="selector profile overriding the built-in one (SORA_SELECTORS)")
-    flag("--headed", dest="headless", action="store_const", const="false", help="show the browser")
-    flag("--debug", action="store_const", const="true", help="log each step, screenshots")
-    flag("--backend", help="openai (default), web or instant (SORA_BACKEND)")
-    flag("--env-file", dest="env_file", help="dotenv file to load (SORA_ENV_FILE, .env)")
+    add_flags(common, OPTIONS)
+    for name, section in backends.sections().items():  # flags of every backend, chosen or not
+        add_flags(common, section, f"the {name} backend")
 
-    top = argparse.ArgumentParser(prog="sora-watcher", parents=[common], description=__doc__)
+    top = argparse.ArgumentParser(
+        prog="sora-watcher",
+        parents=[common],
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the paragraphs
+    )
     commands = top.add_subparsers(dest="command")
     commands.add_parser("run", parents=[common], help="the daemon, in the foreground (default)")
     commands.add_parser("once", parents=[common], help="process the inbox once, then exit")
@@ -103,6 +98,7 @@ def install_signal_handlers(stop: threading.Event) -> None:
 
 
 def cli(*args: str) -> int:
+    """The command line; returns the exit status instead of exiting, so tests can call it."""
     options = parser().parse_args(args)
     env_file = Path(options.env_file or os.environ.get("SORA_ENV_FILE") or ".env")
     environ = environment(env_file)
@@ -133,7 +129,7 @@ def cli(*args: str) -> int:
             lambda: make_backend(settings, environ, stop),
             stop,
             capabilities,
-            once=options.command in ("once", "generate"),
+            RunMode(options.command or "run"),
         )
         if options.command == "generate":
             return generate(daemon, Path(options.prompt_file))
@@ -170,13 +166,10 @@ def generate(daemon: Daemon, prompt_file: Path) -> int:
     except InputError as exc:
         logger.error("{}: {}", path.name, exc)
         return EXIT_FAILED
-    daemon.start_backend()
     try:
         made_all = daemon.generate(path, prompts)
     except Interrupted:
         return EXIT_FAILED
-    finally:
-        daemon.close_backend()
     return EXIT_OK if made_all else EXIT_FAILED
 
 

@@ -1,4 +1,10 @@
-"""Every setting, resolved in one place: command-line flag > environment > ``.env`` > default."""
+"""Every common setting, declared once in ``OPTIONS`` and resolved in one place: command-line
+flag > environment > ``.env`` > default. Each backend declares its own section beside it
+(``sora_watcher.backends``); ``all_options()`` lists them all.
+
+Load ``.env`` into the environment before ``resolve`` (python-dotenv does not override what is
+set).
+"""
 
 from __future__ import annotations
 
@@ -6,59 +12,119 @@ import os
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sora_watcher.astro import ChartError, check_template
-from sora_watcher.backends import BACKENDS
+from sora_watcher import backends, options
+from sora_watcher.backends import Backend
+from sora_watcher.options import (
+    ConfigError,
+    Flags,
+    Option,
+    Table,
+    absolute_path,
+    check_fields,
+    choice,
+    count,
+    flag_word,
+    number,
+    one_of,
+    seconds,
+    under_home,
+    under_home_or_none,
+    verbatim,
+)
 
-TRUE_WORDS = {"1", "true", "yes", "on"}
-FALSE_WORDS = {"0", "false", "no", "off"}
+__all__ = [
+    "MAX_CONCURRENCY",
+    "OPTIONS",
+    "ConfigError",
+    "Settings",
+    "all_options",
+    "choice",
+    "concurrency_for",
+    "number",
+    "resolve",
+]
 
-# setting -> (environment variable, default). Folders are relative to SORA_HOME.
-OPTIONS: dict[str, tuple[str, str]] = {
-    "home": ("SORA_HOME", "."),
-    "inbox": ("SORA_INBOX_DIR", "inbox"),
-    "processing": ("SORA_PROCESSING_DIR", "processing"),
-    "processed": ("SORA_PROCESSED_DIR", "processed"),
-    "failed": ("SORA_FAILED_DIR", "failed"),
-    "images": ("SORA_IMAGES_DIR", "images"),
-    "logs": ("SORA_LOGS_DIR", "logs"),
-    "debug_dir": ("SORA_DEBUG_DIR", "debug_screenshots"),
-    "session_file": ("SORA_SESSION_FILE", "session.json"),
-    "base_url": ("SORA_BASE_URL", "https://sora.com"),
-    "timeout": ("SORA_TIMEOUT", "60"),
-    "page_timeout": ("SORA_PAGE_TIMEOUT", "30"),
-    "max_retries": ("SORA_MAX_RETRIES", "3"),
-    "retry_delay": ("SORA_RETRY_DELAY", "10"),
-    "pause_seconds": ("SORA_PAUSE_SECONDS", "300"),
-    "headless": ("SORA_HEADLESS", "true"),
-    "browser_path": ("SORA_BROWSER_PATH", ""),
-    "selectors": ("SORA_SELECTORS", ""),
-    "debug": ("SORA_DEBUG", "false"),
-    "worker_id": ("SORA_WORKER_ID", ""),  # default: this machine's host name
-    "polling": ("SORA_POLLING", "false"),
-    "rescan_seconds": ("SORA_RESCAN_SECONDS", "30"),
-    "settle_seconds": ("SORA_SETTLE_SECONDS", "2"),
-    "max_input_bytes": ("SORA_MAX_INPUT_BYTES", str(1024 * 1024)),
-    "max_prompt_chars": ("SORA_MAX_PROMPT_CHARS", "4000"),
-    "backend": ("SORA_BACKEND", "openai"),
-    "env_file": ("SORA_ENV_FILE", ".env"),
-    "daily_limit": ("SORA_DAILY_LIMIT", "0"),
-    "prompt_template": ("SORA_PROMPT_TEMPLATE", ""),
-    "on_success": ("SORA_ON_SUCCESS", ""),
-    "on_failure": ("SORA_ON_FAILURE", ""),
-    "hook_timeout": ("SORA_HOOK_TIMEOUT", "60"),
-    "concurrency": ("SORA_CONCURRENCY", ""),  # default: the backend's
-    "recycle_after": ("SORA_RECYCLE_AFTER", "50"),
-    "log_rotation": ("SORA_LOG_ROTATION", "50 MB"),
-    "log_retention": ("SORA_LOG_RETENTION", "30 days"),
-}
 MAX_CONCURRENCY = 16  # what any backend allows at most; each says its own limit
 
 
-class ConfigError(ValueError):
-    pass
+def _concurrency(name: str, text: str, _home: Path) -> int | None:
+    if not text:
+        return None
+    value = int(number(name, text, int, 1))
+    if value > MAX_CONCURRENCY:
+        raise ConfigError(f"{name}={text}: at most {MAX_CONCURRENCY} generations in flight")
+    return value
+
+
+def _worker_id(_name: str, text: str, _home: Path) -> str:
+    """A folder name for this worker: the host name unless set, reduced to safe characters."""
+    worker = re.sub(r"[^A-Za-z0-9._-]", "_", text or socket.gethostname()).strip("._")
+    return worker or "worker"
+
+
+# Folders are relative to SORA_HOME. Positional fields: key, variable, default, converter,
+# help, flag.
+HOME = Option(
+    "home", "SORA_HOME", ".", absolute_path, "folder the other folders are relative to", "--home"
+)
+OPTIONS: Table = (
+    HOME,
+    Option("inbox", "SORA_INBOX_DIR", "inbox", under_home,
+           "folder watched for prompt files", "--inbox"),
+    Option("processing", "SORA_PROCESSING_DIR", "processing", under_home,
+           "folder of the inputs being worked on"),
+    Option("processed", "SORA_PROCESSED_DIR", "processed", under_home,
+           "folder of the inputs done", "--processed"),
+    Option("failed", "SORA_FAILED_DIR", "failed", under_home,
+           "folder of the inputs that failed", "--failed"),
+    Option("images", "SORA_IMAGES_DIR", "images", under_home,
+           "folder for the images", "--images"),
+    Option("logs", "SORA_LOGS_DIR", "logs", under_home, "folder of the log files", "--logs"),
+    Option("timeout", "SORA_TIMEOUT", "60", seconds(1),
+           "seconds one generation may take", "--timeout"),
+    Option("max_retries", "SORA_MAX_RETRIES", "3", count(0),
+           "tries after a transient error", "--max-retries"),
+    Option("retry_delay", "SORA_RETRY_DELAY", "10", seconds(0),
+           "seconds before the first retry, doubled at each"),
+    Option("pause_seconds", "SORA_PAUSE_SECONDS", "300", seconds(0),
+           "a paused queue's wait when the service does not say how long"),
+    Option("debug", "SORA_DEBUG", "false", flag_word,
+           "log each step, screenshots", "--debug", const="true"),
+    Option("worker_id", "SORA_WORKER_ID", "", _worker_id,
+           "this daemon's name among the workers (default: the host name)"),
+    Option("polling", "SORA_POLLING", "false", flag_word,
+           "watch the inbox by polling instead of inotify"),
+    Option("rescan_seconds", "SORA_RESCAN_SECONDS", "30", seconds(0.1),
+           "seconds between two full rescans of the inbox"),
+    Option("settle_seconds", "SORA_SETTLE_SECONDS", "2", seconds(0),
+           "seconds a polled file's size and mtime must stay put"),
+    Option("max_input_bytes", "SORA_MAX_INPUT_BYTES", str(1024 * 1024), count(1),
+           "the largest input file read"),
+    Option("max_prompt_chars", "SORA_MAX_PROMPT_CHARS", "4000", count(1),
+           "the longest prompt sent"),
+    Option("backend", "SORA_BACKEND", Backend.OPENAI.value, one_of(Backend),
+           "openai (default), web or instant", "--backend"),
+    Option("env_file", "SORA_ENV_FILE", ".env", absolute_path,
+           "dotenv file to load", "--env-file"),
+    Option("daily_limit", "SORA_DAILY_LIMIT", "0", count(0),
+           "images per local day (0: no limit)"),
+    # Read and checked by the chart plug-in (sora_watcher.inputs.chart.load_template).
+    Option("prompt_template", "SORA_PROMPT_TEMPLATE", "", under_home_or_none,
+           "your own wording for prompts built from charts"),
+    Option("on_success", "SORA_ON_SUCCESS", "", verbatim, "command run after each image"),
+    Option("on_failure", "SORA_ON_FAILURE", "", verbatim, "command run after each failure"),
+    Option("hook_timeout", "SORA_HOOK_TIMEOUT", "60", seconds(0.1),
+           "seconds a hook command may take"),
+    Option("concurrency", "SORA_CONCURRENCY", "", _concurrency,
+           "generations in flight at once (default: the backend's)"),
+    Option("log_rotation", "SORA_LOG_ROTATION", "50 MB", verbatim,
+           "rotate the log file at a size or a time"),
+    Option("log_retention", "SORA_LOG_RETENTION", "30 days", verbatim,
+           "remove the log files older than this, or keep this many"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -70,17 +136,10 @@ class Settings:
     failed: Path
     images: Path
     logs: Path
-    debug_dir: Path
-    session_file: Path
-    base_url: str
     timeout: float
-    page_timeout: float  # a page load, an element, a download
     max_retries: int
     retry_delay: float
     pause_seconds: float  # a paused queue's wait when the site does not say how long
-    headless: bool
-    browser_path: str | None
-    selectors: Path | None
     debug: bool
     worker_id: str
     polling: bool
@@ -88,128 +147,33 @@ class Settings:
     settle_seconds: float
     max_input_bytes: int
     max_prompt_chars: int
-    backend: str  # a name of sora_watcher.backends.BACKENDS
+    backend: Backend
     env_file: Path  # the dotenv file: read at start-up, watched while a key is missing
     daily_limit: int  # images per local day; 0: no limit
-    prompt_template: str | None  # the template's text, checked
+    prompt_template: Path | None  # the chart plug-in reads and checks it
     on_success: str
     on_failure: str
     hook_timeout: float
     concurrency: int | None  # generations in flight at once; None: the backend's default
-    recycle_after: int  # jobs per browser, restarted after that many; 0: never
     log_rotation: str  # loguru's words: "50 MB", "00:00", "1 week"
     log_retention: str  # "30 days", "1 week", or a number of files
+    # The command line as given (None: not given), for the backends' sections that have flags.
+    flags: Mapping[str, object | None] = field(default_factory=dict, repr=False, compare=False)
 
 
-def _boolean(name: str, text: str) -> bool:
-    word = text.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise ConfigError(f"{name}={text!r}: expected true or false")
+check_fields(OPTIONS, Settings, besides=("flags",))
 
 
-def number(name: str, text: str, kind: type[float] | type[int], minimum: float) -> float:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise ConfigError(f"{name}={text!r}: expected a {kind.__name__}") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={text!r}: must be at least {minimum:g}")
-    return value
+def resolve(flags: Flags, environ: Mapping[str, str] = os.environ) -> Settings:
+    """Settings from flags (``None`` = not given), then ``environ``, then the defaults."""
+    home = HOME.read(flags, environ, Path())
+    values = options.resolve(OPTIONS, flags, environ, home)
+    return Settings(**values, flags=dict(flags))
 
 
-def resolve(
-    flags: Mapping[str, object | None], environ: Mapping[str, str] = os.environ
-) -> Settings:
-    """Settings from flags (``None`` = not given), then ``environ``, then the defaults.
-
-    Load ``.env`` into the environment first (python-dotenv does not override what is set).
-    """
-    raw: dict[str, str] = {}
-    for key, (env_name, default) in OPTIONS.items():
-        flag = flags.get(key)
-        raw[key] = str(flag) if flag is not None else environ.get(env_name, default)
-
-    def name(key: str) -> str:
-        return OPTIONS[key][0]
-
-    home = Path(raw["home"]).expanduser().resolve()
-
-    def under_home(key: str) -> Path:
-        return home / Path(raw[key]).expanduser()
-
-    return Settings(
-        home=home,
-        inbox=under_home("inbox"),
-        processing=under_home("processing"),
-        processed=under_home("processed"),
-        failed=under_home("failed"),
-        images=under_home("images"),
-        logs=under_home("logs"),
-        debug_dir=under_home("debug_dir"),
-        session_file=under_home("session_file"),
-        base_url=raw["base_url"].rstrip("/"),
-        timeout=number(name("timeout"), raw["timeout"], float, 1),
-        page_timeout=number(name("page_timeout"), raw["page_timeout"], float, 1),
-        max_retries=int(number(name("max_retries"), raw["max_retries"], int, 0)),
-        retry_delay=number(name("retry_delay"), raw["retry_delay"], float, 0),
-        pause_seconds=number(name("pause_seconds"), raw["pause_seconds"], float, 0),
-        headless=_headless(flags, environ, raw),
-        browser_path=raw["browser_path"] or None,
-        selectors=under_home("selectors") if raw["selectors"] else None,
-        debug=_boolean(name("debug"), raw["debug"]),
-        worker_id=_worker_id(raw["worker_id"]),
-        polling=_boolean(name("polling"), raw["polling"]),
-        rescan_seconds=number(name("rescan_seconds"), raw["rescan_seconds"], float, 0.1),
-        settle_seconds=number(name("settle_seconds"), raw["settle_seconds"], float, 0),
-        max_input_bytes=int(number(name("max_input_bytes"), raw["max_input_bytes"], int, 1)),
-        max_prompt_chars=int(number(name("max_prompt_chars"), raw["max_prompt_chars"], int, 1)),
-        backend=choice(name("backend"), raw["backend"], tuple(BACKENDS)),
-        env_file=Path(raw["env_file"]).expanduser().resolve(),
-        daily_limit=int(number(name("daily_limit"), raw["daily_limit"], int, 0)),
-        prompt_template=_template(name("prompt_template"), raw["prompt_template"], home),
-        on_success=raw["on_success"],
-        on_failure=raw["on_failure"],
-        hook_timeout=number(name("hook_timeout"), raw["hook_timeout"], float, 0.1),
-        concurrency=_concurrency(name("concurrency"), raw["concurrency"]),
-        recycle_after=int(number(name("recycle_after"), raw["recycle_after"], int, 0)),
-        log_rotation=raw["log_rotation"],
-        log_retention=raw["log_retention"],
-    )
-
-
-def _template(name: str, text: str, home: Path) -> str | None:
-    """The chart prompt template's text, read and checked now rather than at the first chart."""
-    if not text:
-        return None
-    path = home / Path(text).expanduser()
-    try:
-        template = path.read_text(encoding="utf-8")
-        check_template(template)
-    except (OSError, UnicodeDecodeError, ChartError) as exc:
-        raise ConfigError(f"{name}={text}: {exc}") from None
-    return template
-
-
-def _headless(
-    flags: Mapping[str, object | None], environ: Mapping[str, str], raw: Mapping[str, str]
-) -> bool:
-    """Headless unless said otherwise; --debug shows the browser when there is a screen."""
-    explicit = flags.get("headless") is not None or "SORA_HEADLESS" in environ
-    if not explicit and _boolean("SORA_DEBUG", raw["debug"]):
-        return not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"))
-    return _boolean("SORA_HEADLESS", raw["headless"])
-
-
-def _concurrency(name: str, text: str) -> int | None:
-    if not text:
-        return None
-    value = int(number(name, text, int, 1))
-    if value > MAX_CONCURRENCY:
-        raise ConfigError(f"{name}={text}: at most {MAX_CONCURRENCY} generations in flight")
-    return value
+def all_options() -> Table:
+    """The common options and every backend's own: what ``.env.example`` documents."""
+    return OPTIONS + tuple(option for table in backends.sections().values() for option in table)
 
 
 def concurrency_for(settings: Settings, most: int, default: int) -> int:
@@ -222,15 +186,3 @@ def concurrency_for(settings: Settings, most: int, default: int) -> int:
             f"at most {most} generations at once"
         )
     return settings.concurrency
-
-
-def choice(name: str, text: str, allowed: tuple[str, ...]) -> str:
-    if text not in allowed:
-        raise ConfigError(f"{name}={text!r}: expected one of {', '.join(allowed)}")
-    return text
-
-
-def _worker_id(text: str) -> str:
-    """A folder name for this worker: the host name unless set, reduced to safe characters."""
-    worker = re.sub(r"[^A-Za-z0-9._-]", "_", text or socket.gethostname()).strip("._")
-    return worker or "worker"

@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
 from loguru import logger
 
-from sora_watcher.config import Settings
-from sora_watcher.errors import Fingerprint
+from sora_watcher.atomic import first_free, publish, publish_name, write_atomically
 
 IGNORED_SUFFIXES = (".tmp", ".part", ".swp", ".crdownload")
 OWN_SUFFIXES = (".state.json", ".error.txt")  # files of ours that sit beside inputs
@@ -72,57 +66,13 @@ def hold_lock(path: Path) -> int:
     return fd
 
 
-def numbered(path: Path, number: int) -> Path:
-    return path if number == 1 else path.with_name(f"{path.stem}_{number}{path.suffix}")
-
-
-def first_free(wanted: Path) -> Path:
-    """The first of wanted, wanted_2, wanted_3 ... that does not exist yet."""
-    number = 1
-    while os.path.lexists(target := numbered(wanted, number)):
-        number += 1
-    return target
-
-
-def publish(
-    source: Path,
-    wanted: Path,
-    chosen: str | None = None,
-    remember: Callable[[str], None] | None = None,
-) -> Path:
-    """Give ``source`` a second name, the first free one among wanted, wanted_2, ...
-
-    ``os.link`` fails if the name exists, so taking a name is atomic even against another
-    process and never overwrites. ``remember`` writes the chosen name down *before* the link;
-    given back as ``chosen`` after a crash, it tells whether the link was already made.
-    """
-    if chosen is not None:
-        previous = wanted.with_name(chosen)
-        with contextlib.suppress(FileNotFoundError):
-            if os.path.samestat(os.lstat(source), os.lstat(previous)):
-                return previous
-    number = 1
-    while True:
-        target = numbered(wanted, number)
-        number += 1
-        if os.path.lexists(target):
-            continue
-        if remember is not None:
-            remember(target.name)
-        try:
-            os.link(source, target, follow_symlinks=False)
-        except FileExistsError:
-            continue
-        return target
-
-
 def move_without_overwrite(
     source: Path,
     wanted: Path,
     chosen: str | None = None,
     remember: Callable[[str], None] | None = None,
 ) -> Path:
-    """Move a file to the first free name among wanted, wanted_2, ... (see ``publish``)."""
+    """Move a file to the first free name among wanted, wanted_2, ... (see ``atomic.publish``)."""
     if source.is_dir() and not source.is_symlink():
         # Folders cannot be hard-linked; they only come here as bad input, on their way out.
         target = first_free(wanted)
@@ -131,37 +81,6 @@ def move_without_overwrite(
     target = publish(source, wanted, chosen, remember)
     source.unlink()
     return target
-
-
-def write_atomically(path: Path, data: bytes, durable: bool = True) -> None:
-    """Write to a hidden temporary name, flush to disk, then rename: never a partial file.
-
-    ``durable=False`` skips the fsync, for what may be lost in a power cut (a status note).
-    """
-    temporary = path.with_name(f".{path.name}.part")
-    with open(temporary, "wb") as out:
-        out.write(data)
-        out.flush()
-        if durable:
-            os.fsync(out.fileno())
-    temporary.replace(path)
-
-
-def fingerprint(path: Path) -> Fingerprint | None:
-    """What tells this version of ``path`` from the next one; ``None`` if there is none."""
-    with contextlib.suppress(FileNotFoundError):
-        stat = path.stat()
-        return (stat.st_mtime_ns, stat.st_ino)
-    return None
-
-
-def fsync_folder(folder: Path) -> None:
-    """Make the renames and links done in ``folder`` survive a power cut."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -173,16 +92,15 @@ class Folders:
     images: Path
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Folders:
-        # Each worker has its own processing folder: at start-up it resumes its own inputs,
-        # never those another daemon on the same folders is working on.
-        return cls(
-            settings.inbox,
-            settings.processing / settings.worker_id,
-            settings.processed,
-            settings.failed,
-            settings.images,
-        )
+    def for_worker(
+        cls, inbox: Path, processing: Path, processed: Path, failed: Path, images: Path, worker: str
+    ) -> Folders:
+        """The folders of one worker: ``processing`` is shared, ``processing/<worker>`` is its.
+
+        Each worker has its own processing folder: at start-up it resumes its own inputs,
+        never those another daemon on the same folders is working on.
+        """
+        return cls(inbox, processing / worker, processed, failed, images)
 
     def ensure(self) -> None:
         for folder in (self.inbox, self.processing, self.processed, self.failed, self.images):
@@ -235,41 +153,3 @@ class Folders:
             error_file = target.with_name(target.name + ".error.txt")
             write_atomically(error_file, reason.encode("utf-8", "backslashreplace"))
         return move_without_overwrite(claimed, final, chosen, remember)
-
-
-def publish_name(wanted: Path, chosen: str | None) -> Path:
-    """The name ``publish`` will most likely give: the one chosen before, or the first free."""
-    if chosen is not None:
-        return wanted.with_name(chosen)
-    return first_free(wanted)
-
-
-def image_name(prompt: str, when: datetime) -> str:
-    digest = hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:5]
-    return f"{when:%Y%m%d_%H%M%S}_{digest}.png"
-
-
-def stage_image(folder: Path, png: bytes) -> Path:
-    """Write an image completely, under a hidden name of its own, before it gets its final
-    name. Two prompts may well give the same bytes: the name must not depend on them."""
-    fd, name = tempfile.mkstemp(prefix=".staged-", suffix=".png", dir=folder)
-    os.close(fd)
-    staged = Path(name)
-    write_atomically(staged, png)
-    return staged
-
-
-def publish_image(
-    staged: Path,
-    folder: Path,
-    prompt: str,
-    metadata: dict[str, Any],
-    chosen: str | None = None,
-    remember: Callable[[str], None] | None = None,
-) -> Path:
-    """Give a staged image its name ``YYYYMMDD_HHMMSS_<hash>.png`` and write its sidecar."""
-    folder.mkdir(parents=True, exist_ok=True)
-    final = publish(staged, folder / image_name(prompt, datetime.now()), chosen, remember)
-    sidecar = {"image": final.name, **metadata}
-    write_atomically(final.with_suffix(".json"), json.dumps(sidecar, indent=2).encode("utf-8"))
-    return final

@@ -39,8 +39,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from sora_watcher.atomic import fsync_folder, write_atomically
 from sora_watcher.backends.base import JobOptions
-from sora_watcher.folders import fsync_folder, write_atomically
 from sora_watcher.inputs import Prompt
 
 SUFFIX = ".state.json"
@@ -78,6 +78,9 @@ class Entry:
     error: dict[str, str] | None = None  # {"class", "detail"}
     folder: str | None = None  # a sub-folder of images/
     index: int = field(default=0, init=False, repr=False)  # its place in the journal, not saved
+    # When it may be tried again (a monotonic time), after a transient error or the service's
+    # "too many at once". Not saved: after a restart it is tried at once.
+    retry_at: float | None = field(default=None, init=False, repr=False)
 
     @property
     def finished(self) -> bool:
@@ -96,7 +99,7 @@ class Entry:
         return entry
 
     def to_dict(self) -> dict[str, Any]:
-        """What the journal keeps of it (every field but ``index``)."""
+        """What the journal keeps of it (every field but ``index`` and ``retry_at``)."""
         return {
             "line": self.line,
             "text": self.text,
@@ -218,6 +221,12 @@ class Journal:
         write_atomically(self.path, encode(data))
         fsync_folder(self.path.parent)  # the rename too: the appends go to this file
         self.appended = 0
+
+    def forget_task(self, entry: Entry) -> None:
+        """Back to pending: a call that ended without an image, or with the process that
+        made it, has no task to follow; the next try sends the prompt again."""
+        entry.state, entry.task_id = PromptState.PENDING, None
+        self.save(entry)
 
     def unfinished(self) -> Iterator[Entry]:
         """The entries from the first one not finished on, in order."""

@@ -102,3 +102,11 @@ def credentials_missing(message: str) -> None:
     """The users' own words, logged and printed as they are."""
     logger.error(message)
     print(message, file=sys.stderr, flush=True)
+
+
+def relative(path: Path, home: Path) -> str:
+    """``path`` from SORA_HOME, for a shorter log line; whole if it lies elsewhere."""
+    try:
+        return str(path.relative_to(home))
+    except ValueError:
+        return str(path)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sora_watcher.folders import write_atomically
+from sora_watcher.atomic import write_atomically
 
 STATUS_FILE = ".status.json"  # hidden: never taken for an input to resume
 

@@ -1,24 +1,18 @@
-"""Shared fixtures: the stand-in of Sora, a home folder with a session, a daemon process."""
+"""Shared fixtures: the stand-in of Sora, a home folder with a session, daemon processes
+(started by standin_kit.process, the one way to start them), stopped after each test."""
 
 from __future__ import annotations
 
 import json
-import os
-import queue
-import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sora_standin import StandIn
+from standin_kit import process
+from standin_kit.process import DaemonProcess
 
-ROOT = Path(__file__).resolve().parent.parent
 FAST_DELAY = 0.6  # seconds per generation in the stand-in
 
 
@@ -47,19 +41,13 @@ def home(tmp_path: Path, standin: StandIn) -> Path:
     return tmp_path
 
 
+# What every test daemon runs with unless its test says otherwise: short waits, one worker.
+TEST_SETTINGS = {"SORA_TIMEOUT": "30", "SORA_RETRY_DELAY": "0.2", "SORA_WORKER_ID": "w1"}
+
+
 def daemon_env(home: Path, standin: StandIn, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SORA_")}
-    env.update(
-        SORA_HOME=str(home),
-        SORA_BACKEND="web",
-        SORA_BASE_URL=standin.base_url,
-        SORA_TIMEOUT="30",
-        SORA_RETRY_DELAY="0.2",
-        SORA_WORKER_ID="w1",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
+    """The web backend against the stand-in of Sora, with the tests' settings."""
+    return process.daemon_env(home, standin.base_url, **{**TEST_SETTINGS, **extra})
 
 
 def drop(inbox: Path, name: str, text: str) -> Path:
@@ -71,80 +59,21 @@ def drop(inbox: Path, name: str, text: str) -> Path:
     return final
 
 
-class Daemon:
-    """``python watcher.py ...`` as a real process, its output read line by line."""
+class Daemon(DaemonProcess):
+    """``python watcher.py ...`` in a home folder, as the tests start it.
 
-    def __init__(
-        self, home: Path, env: dict[str, str], *args: str, own_group: bool = False
-    ) -> None:
-        self.home = home
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.output: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "watcher.py"), *args],
-            cwd=home,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            encoding="utf-8",
-            start_new_session=own_group,  # like a terminal's foreground job
-        )
-        threading.Thread(target=self._read, daemon=True).start()
+    Every daemon has a process group of its own now (stop() ends it, Chromium included);
+    ``own_group=True``, which test_e2e passes to say so, is accepted until it goes.
+    """
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
+    def __init__(self, home: Path, env: dict[str, str], *args: str, own_group: bool = True) -> None:
+        assert own_group, "a daemon always runs in a process group of its own"
+        super().__init__(home, env, *args)
 
-    def expect(self, pattern: str, timeout: float = 60) -> re.Match[str]:
-        """Wait for an output line matching ``pattern``; fail with the output so far."""
-        deadline = time.monotonic() + timeout
-        regex = re.compile(pattern)
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                line = self.lines.get(timeout=max(remaining, 0.01))
-            except queue.Empty:
-                line = ""
-                if remaining <= 0:
-                    raise AssertionError(self._failure(pattern, "timed out")) from None
-            if line is None:
-                raise AssertionError(self._failure(pattern, "process ended"))
-            if line:
-                self.output.append(line)
-                match = regex.search(line)
-                if match:
-                    return match
-
-    def expect_count(self, pattern: str, count: int, timeout: float = 60) -> None:
-        """Wait until ``count`` output lines, seen so far or to come, match ``pattern``."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while sum(bool(regex.search(line)) for line in self.output) < count:
-            self.expect(pattern, timeout=max(deadline - time.monotonic(), 0.01))
-
-    def _failure(self, pattern: str, why: str) -> str:
-        return f"{why} waiting for {pattern!r}; output:\n" + "\n".join(self.output)
-
-    def signal(self, signum: int = signal.SIGTERM) -> None:
-        self.process.send_signal(signum)
-
-    def signal_group(self, signum: int) -> None:
-        """What Ctrl-C in a terminal does: the signal goes to every process of the job."""
-        os.killpg(self.process.pid, signum)
-
-    def wait(self, timeout: float = 30) -> int:
-        code = self.process.wait(timeout=timeout)
-        while (line := self.lines.get(timeout=5)) is not None:
-            self.output.append(line)
-        return code
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+    def stop(self, grace: float = 0) -> int:
+        """Killed at once, group and all, as before: the test has checked what it wanted, and
+        a daemon waiting on a hung generation would hold the test up until its timeout."""
+        return super().stop(grace)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The image prompt built from a natal chart (sora_watcher.astro)."""
+"""The image prompt built from a natal chart (the chart plug-in, sora_watcher.inputs.chart)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sora_watcher.astro import (
+from sora_watcher.inputs.chart import (
     DEFAULT_TEMPLATE,
     TEMPLATE_FIELDS,
     ChartError,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import shlex
+import subprocess
 import sys
 import threading
 from datetime import datetime
@@ -21,7 +22,8 @@ from sora_driver.errors import PageError, SessionExpired
 from sora_watcher.backends import BACKENDS, load
 from sora_watcher.backends.base import JobOptions, to_png
 from sora_watcher.backends.openai_errors import Classifier, EndpointNotFound, public_url, redact
-from sora_watcher.backends.openai_images import read_settings, size_for
+from sora_watcher.backends.openai_images import size_for
+from sora_watcher.backends.openai_settings import read_settings
 from sora_watcher.config import ConfigError, concurrency_for, resolve
 from sora_watcher.errors import (
     AccessDenied,
@@ -64,6 +66,24 @@ def job(tmp_path: Path, rules: Rules, **fields: object) -> JobOptions:
 def test_the_registry_names_every_backend_and_openai_is_the_default() -> None:
     assert set(BACKENDS) == {"openai", "web", "instant"}
     assert resolve({}, {}).backend == "openai"
+    assert f"the {resolve({}, {}).backend} backend" == "the openai backend"  # the word users write
+    with pytest.raises(ConfigError, match="SORA_BACKEND='sora': expected one of openai, web, inst"):
+        resolve({}, {"SORA_BACKEND": "sora"})
+
+
+def test_the_registry_lists_each_backends_options_without_loading_the_backend() -> None:
+    code = """if True:
+        import json, sys
+        from sora_watcher.backends import sections
+        tables = {str(name): [option.env for option in table] for name, table in sections().items()}
+        heavy = [m for m in ("openai", "playwright", "sora_driver.backend") if m in sys.modules]
+        print(json.dumps([tables, heavy]))
+    """
+    answer = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    tables, heavy = json.loads(answer.stdout)
+    assert heavy == []
+    assert tables["instant"] == []
+    assert "OPENAI_API_KEY" in tables["openai"] and "SORA_HEADLESS" in tables["web"]
 
 
 @pytest.mark.parametrize(
@@ -149,6 +169,37 @@ def test_openai_settings_are_checked() -> None:
     config = read_settings(ENV)
     assert (config.model, config.quality, config.moderation) == ("gpt-image-2", "auto", "auto")
     assert KEY not in repr(config)  # a settings dump never shows the key
+
+
+def test_an_empty_openai_variable_means_its_default() -> None:
+    config = read_settings({"OPENAI_BASE_URL": "", "SORA_OPENAI_TIMEOUT": "", "OPENAI_ORG_ID": ""})
+    assert (config.base_url, config.timeout, config.organization) == (
+        "https://api.openai.com/v1",
+        300,
+        None,
+    )
+    with pytest.raises(ConfigError, match="SORA_OPENAI_TIMEOUT='0': must be at least 1"):
+        read_settings({"SORA_OPENAI_TIMEOUT": "0"})
+
+
+def test_web_settings_flag_beats_environment_and_debug_shows_the_browser_on_a_screen(
+    tmp_path: Path,
+) -> None:
+    from sora_driver.settings import from_settings
+    from sora_driver.settings import read_settings as read_web
+
+    env = {"SORA_BASE_URL": "http://env/", "SORA_RECYCLE_AFTER": "5", "DISPLAY": ":0"}
+    web = read_web({"base_url": "http://flag/", "selectors": None}, env, tmp_path, debug=False)
+    assert (web.base_url, web.recycle_after, web.headless) == ("http://flag", 5, True)
+    assert (web.session_file, web.selectors) == (tmp_path / "session.json", None)
+    assert read_web({}, env, tmp_path, debug=True).headless is False  # a screen: show it
+    assert read_web({}, {}, tmp_path, debug=True).headless is True  # no screen: headless
+    assert read_web({}, {**env, "SORA_HEADLESS": "yes"}, tmp_path, debug=True).headless is True
+    assert read_web({"headless": "false"}, {}, tmp_path, debug=False).headless is False
+    with pytest.raises(ConfigError, match="SORA_PAGE_TIMEOUT='soon': expected a float"):
+        read_web({}, {"SORA_PAGE_TIMEOUT": "soon"}, tmp_path, debug=False)
+    core = resolve({"home": str(tmp_path), "headless": None, "base_url": "http://f"}, {})
+    assert from_settings(core, {}).base_url == "http://f"  # the flags reach the web section
 
 
 # -- the API's answers as the daemon's errors ---------------------------------------------------

@@ -7,11 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from loguru import logger
 
 from sora_driver.backend import CAPABILITIES as WEB
 from sora_watcher.backends.base import JobOptions
-from sora_watcher.config import ConfigError, resolve
-from sora_watcher.inputs import InputError, Prompt, Rules, read_prompts
+from sora_watcher.config import ConfigError
+from sora_watcher.inputs import InputError, Prompt, Rules, finished, read_prompts
+from sora_watcher.inputs.chart import load_template
 
 DATA = Path(__file__).parent / "data"
 
@@ -135,17 +137,45 @@ def test_theme_errors(tmp_path: Path) -> None:
         read_prompts(write(tmp_path, "theme_bob.json", '{"titre": "nothing else"}'))
 
 
-def test_prompt_template_from_settings(tmp_path: Path) -> None:
-    (tmp_path / "wording.txt").write_text("Sky of $user: $sun_sign and $palette.", "utf-8")
-    settings = resolve({"home": str(tmp_path), "prompt_template": "wording.txt"}, {})
+def test_prompt_template_is_read_and_checked_by_the_chart_plug_in(tmp_path: Path) -> None:
+    wording = tmp_path / "wording.txt"
+    wording.write_text("Sky of $user: $sun_sign and $palette.", "utf-8")
     path = tmp_path / "theme_alice.json"
     shutil.copyfile(DATA / "theme_alice.json", path)
-    [prompt] = read_prompts(path, Rules(template=settings.prompt_template))
+    [prompt] = read_prompts(path, Rules(template=load_template(wording)))
     assert prompt.text.startswith("Sky of alice: Cancer and deep navy")
+    assert load_template(None) is None
 
-    (tmp_path / "wording.txt").write_text("Sky of $someone", "utf-8")
-    with pytest.raises(ConfigError, match="someone"):
-        resolve({"home": str(tmp_path), "prompt_template": "wording.txt"}, {})
+    wording.write_text("Sky of $someone", "utf-8")
+    with pytest.raises(
+        ConfigError, match=r"^SORA_PROMPT_TEMPLATE=.*wording\.txt: unknown field \$someone"
+    ):
+        load_template(wording)
+    with pytest.raises(ConfigError, match=r"^SORA_PROMPT_TEMPLATE=.*missing\.txt: "):
+        load_template(tmp_path / "missing.txt")
+
+
+def test_a_chart_leaves_its_result_beside_its_image_and_other_inputs_none(
+    tmp_path: Path,
+) -> None:
+    image = tmp_path / "images" / "alice" / "20250415_184201_abcde.png"
+    image.parent.mkdir(parents=True)
+    lines: list[str] = []
+    sink = logger.add(lines.append, format="{message}")
+    try:
+        finished("theme_alice.json", "a dreamlike portrait for alice", image, tmp_path)
+    finally:
+        logger.remove(sink)
+    assert lines == ["alice: result written to images/alice/result_alice.json\n"]
+    result = json.loads((image.parent / "result_alice.json").read_text("utf-8"))
+    assert result == {
+        "user_id": "alice",
+        "prompt": "a dreamlike portrait for alice",
+        "image": str(image),
+    }
+    for other in ("prompts.txt", "job.json", "rows.csv", "theme_.json.txt"):
+        finished(other, "a prompt", tmp_path / "images" / "x.png", tmp_path)
+    assert sorted(p.name for p in tmp_path.rglob("result_*")) == ["result_alice.json"]
 
 
 @pytest.mark.parametrize(

@@ -6,13 +6,13 @@ import json
 import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from sora_standin import StandIn
-from tests.conftest import ROOT, daemon_env
+from standin_kit.process import PYTHON, WATCHER, run
+from tests.conftest import daemon_env
 
 pytestmark = [
     pytest.mark.e2e,
@@ -21,15 +21,8 @@ pytestmark = [
 
 
 def login(home: Path, standin: StandIn) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["xvfb-run", "-a", sys.executable, str(ROOT / "watcher.py"), "login"],
-        cwd=home,
-        env=daemon_env(home, standin),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    command = ["xvfb-run", "-a", PYTHON, str(WATCHER), "login"]
+    return run(command, home, daemon_env(home, standin), timeout=60)
 
 
 def test_login_saves_the_session_privately_once_sora_accepts_it(
@@ -53,12 +46,11 @@ def test_login_saves_the_session_privately_once_sora_accepts_it(
 def test_login_without_a_session_saves_nothing(home: Path, standin: StandIn) -> None:
     (home / "session.json").unlink()
     # Nobody logs in and stdin is closed: it waits for the site until its timeout. Keep it short.
-    done = subprocess.run(
-        ["xvfb-run", "-a", sys.executable, "-c",
+    done = run(
+        ["xvfb-run", "-a", PYTHON, "-c",
          "import sora_driver.login as l, sys; from pathlib import Path; "
          f"sys.exit(l.login({standin.base_url!r}, Path('session.json'), None, timeout=3))"],
-        cwd=home, env=daemon_env(home, standin), stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=60,
+        home, daemon_env(home, standin), timeout=60,
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     assert "not logged in, not saved" in done.stdout + done.stderr

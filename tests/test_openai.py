@@ -6,11 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +16,8 @@ import pytest
 from PIL import Image
 
 from openai_standin import ImagesStandIn
-from tests.conftest import ROOT, Daemon, drop
+from standin_kit.process import daemon_env, run_watcher
+from tests.conftest import Daemon, drop
 
 pytestmark = pytest.mark.e2e
 KEY = "sk-standin-e2e-0123456789abcdefSECRET"
@@ -47,34 +45,22 @@ def home(tmp_path: Path) -> Path:
     return tmp_path
 
 
+# What every daemon of these tests runs with unless its test says otherwise.
+OPENAI_SETTINGS = {
+    "OPENAI_API_KEY": KEY,
+    "SORA_RETRY_DELAY": "0.2",
+    "SORA_PAUSE_SECONDS": "1",
+    "SORA_WORKER_ID": "w1",
+    "SORA_SETTLE_SECONDS": "0.2",
+}
+
+
 def openai_env(home: Path, api: ImagesStandIn, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SORA_", "OPENAI_"))}
-    env.update(
-        SORA_HOME=str(home),
-        SORA_BACKEND="openai",
-        SORA_ENV_FILE=str(home / ".env"),
-        OPENAI_API_KEY=KEY,
-        OPENAI_BASE_URL=api.base_url,
-        SORA_RETRY_DELAY="0.2",
-        SORA_PAUSE_SECONDS="1",
-        SORA_WORKER_ID="w1",
-        SORA_SETTLE_SECONDS="0.2",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
+    return daemon_env(home, api.base_url, "openai", **{**OPENAI_SETTINGS, **extra})
 
 
 def once(home: Path, api: ImagesStandIn, **extra: str) -> tuple[int, str]:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "watcher.py"), "once"],
-        cwd=home,
-        env=openai_env(home, api, **extra),
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=120,
-    )
+    done = run_watcher(home, openai_env(home, api, **extra), "once", timeout=120)
     return done.returncode, done.stdout + done.stderr
 
 
@@ -263,14 +249,8 @@ def test_without_a_key_once_exits_2_and_run_waits_for_the_key(
     assert code == 2
     assert "OPENAI_API_KEY is not set" in output and str(home / ".env") in output
     assert (home / "inbox" / "p.txt").exists()
-    generate = subprocess.run(
-        [sys.executable, str(ROOT / "watcher.py"), "generate", "--prompt-file", "inbox/p.txt"],
-        cwd=home,
-        env=openai_env(home, api, OPENAI_API_KEY=""),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = openai_env(home, api, OPENAI_API_KEY="")
+    generate = run_watcher(home, env, "generate", "--prompt-file", "inbox/p.txt", timeout=60)
     assert generate.returncode == 2 and "OPENAI_API_KEY is not set" in generate.stderr
 
     env = openai_env(home, api)
@@ -292,14 +272,7 @@ def test_a_refused_key_is_never_written_anywhere(home: Path, api: ImagesStandIn)
     assert "queue paused: CredentialsRefused" in output
     written = everything_written(home, output)
     assert wrong not in written and wrong[-12:] not in written
-    status = subprocess.run(
-        [sys.executable, str(ROOT / "watcher.py"), "status"],
-        cwd=home,
-        env=openai_env(home, api, OPENAI_API_KEY=wrong),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    status = run_watcher(home, openai_env(home, api, OPENAI_API_KEY=wrong), "status", timeout=60)
     assert status.returncode == 1 and "HTTP 401" in status.stdout
     assert wrong not in status.stdout + status.stderr
 
@@ -307,14 +280,7 @@ def test_a_refused_key_is_never_written_anywhere(home: Path, api: ImagesStandIn)
 def test_status_says_the_key_and_model_are_accepted(home: Path, api: ImagesStandIn) -> None:
     drop(home / "inbox", "p.txt", "a dune\n")
     assert once(home, api)[0] == 0
-    status = subprocess.run(
-        [sys.executable, str(ROOT / "watcher.py"), "status"],
-        cwd=home,
-        env=openai_env(home, api),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    status = run_watcher(home, openai_env(home, api), "status", timeout=60)
     assert status.returncode == 0, status.stdout
     assert "key and model gpt-image-2 accepted" in status.stdout
     assert "today: 1 image(s)" in status.stdout and "tokens" in status.stdout

@@ -7,15 +7,11 @@ import binascii
 import http.client
 import io
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,8 +20,8 @@ import pytest
 from PIL import Image, UnidentifiedImageError
 
 from openai_standin import ImagesStandIn
+from standin_kit.process import StandInServer, run_standin
 
-ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-standin-test"
 LATENCY = 0.05
 REQUEST_ID = re.compile(r"req_[0-9a-f]{32}")
@@ -402,25 +398,13 @@ def test_non_loopback_hosts_are_refused() -> None:
 
 def test_command_line_serves_and_stops_on_sigterm() -> None:
     key = "sk-cli-secret-key-0123"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "openai_standin", "--port", "0", "--latency", "0.05"]
-    process = subprocess.Popen(
-        [*command, "--api-key", key, "--verbose"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        match = re.fullmatch(r"openai-standin listening on (http://127\.0\.0\.1:\d+/v1)\n", line)
-        assert match, line
-        base_url = match[1]
-        client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=5)
+    options = ["--latency", "0.05", "--api-key", key, "--verbose"]
+    with StandInServer("openai_standin", *options) as server:
+        line = server.output[0]
+        assert re.fullmatch(r"openai-standin listening on http://127\.0\.0\.1:\d+/v1", line), line
+        client = openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0, timeout=5)
         assert client.images.generate(prompt="a cat").data is not None
-        port = int(urlsplit(base_url).port or 0)
+        port = int(urlsplit(server.base_url).port or 0)
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         body = json.dumps({"name": "overloaded", "count": 1})
         connection.request("POST", "/_standin/fault", body=body)
@@ -433,23 +417,13 @@ def test_command_line_serves_and_stops_on_sigterm() -> None:
         calls = json.loads(connection.getresponse().read())["calls"]
         assert [(c["status"], c["fault"]) for c in calls] == [(200, None), (503, "overloaded")]
         connection.close()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=2) == 0
-        stderr = process.stderr.read() if process.stderr else ""
-        assert "POST /v1/images/generations" in stderr
-        assert "cli-secret" not in stderr  # the key is never logged
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        server.signal(signal.SIGTERM)
+        assert server.wait(timeout=2) == 0
+    logged = "\n".join(server.output)
+    assert "POST /v1/images/generations" in logged
+    assert "cli-secret" not in logged  # the key is never logged
 
 
 def test_command_line_refuses_a_public_host() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "openai_standin", "--host", "0.0.0.0"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
+    result = run_standin("openai_standin", "--host", "0.0.0.0", timeout=10)
     assert result.returncode == 2 and "loopback" in result.stderr

@@ -83,8 +83,9 @@ def test_a_composer_that_changed_since_it_was_found_is_found_again(
     driver.open()
     try:
         driver.submit(f"{PROMPT} (before the change)", JobOptions())
-        assert driver._page is not None
-        driver._page.evaluate("document.querySelector('textarea').placeholder = 'Your idea'")
+        page = driver.site.page
+        assert page is not None
+        page.evaluate("document.querySelector('textarea').placeholder = 'Your idea'")
         driver.submit(f"{PROMPT} (after the change)", JobOptions())
     finally:
         driver.close()

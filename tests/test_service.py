@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from sora_standin import StandIn
-from tests.conftest import ROOT, Daemon, daemon_env, drop
+from standin_kit.process import run_watcher
+from tests.conftest import Daemon, daemon_env, drop
 
 pytestmark = pytest.mark.e2e
 
@@ -130,14 +131,7 @@ def test_a_stuck_worker_stops_the_watchdog_pings(
 
 
 def status(home: Path, standin: StandIn, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "watcher.py"), "status", *args],
-        cwd=home,
-        env=daemon_env(home, standin),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_watcher(home, daemon_env(home, standin), "status", *args, timeout=60)
 
 
 def test_status_in_each_state(home: Path, standin: StandIn, daemons: list[Daemon]) -> None:

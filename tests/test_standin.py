@@ -8,8 +8,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +19,7 @@ import pytest
 from PIL import Image
 
 from sora_standin import StandIn, make_storage_state
+from standin_kit.process import StandInServer, run_standin
 
 SECRET = "test-secret"
 TASK_KEYS = {
@@ -338,54 +337,25 @@ def test_stop_cuts_kept_alive_connections(standin: StandIn) -> None:
 
 def test_cli_serves_until_sigterm_and_writes_sessions(tmp_path: Path) -> None:
     out = tmp_path / "session.json"
-    made = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sora_standin",
-            "make-session",
-            "--base-url",
-            "http://127.0.0.1:1",
-            "--out",
-            str(out),
-            "--secret",
-            SECRET,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=True,
-    )
+    options = ["--base-url", "http://127.0.0.1:1", "--out", str(out), "--secret", SECRET]
+    made = run_standin("sora_standin", "make-session", *options, timeout=20)
+    assert made.returncode == 0, made.stdout + made.stderr
     value = json.loads(out.read_text())["cookies"][0]["value"]
     assert value not in made.stdout + made.stderr
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
 
-    refused = subprocess.run(
-        [sys.executable, "-m", "sora_standin", "--host", "0.0.0.0"],
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
+    refused = run_standin("sora_standin", "--host", "0.0.0.0", timeout=20)
     assert refused.returncode != 0 and "loopback" in refused.stderr
 
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sora_standin", "--port", "0", "--secret", SECRET],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline().strip()
-        assert line.startswith("sora-standin listening on http://127.0.0.1:")
-        base_url = line.rsplit(" ", 1)[1]
+    with StandInServer("sora_standin", "--secret", SECRET) as server:
+        assert server.base_url.startswith("http://127.0.0.1:")
         state = json.loads(out.read_text())
-        session = call(f"{base_url}/api/auth/session", headers=cookie_header(state)).json()
+        session = call(f"{server.base_url}/api/auth/session", headers=cookie_header(state)).json()
         assert session["user"]["name"] == "demo"
-    finally:
-        server.send_signal(signal.SIGTERM)
+        server.signal(signal.SIGTERM)
         assert server.wait(timeout=10) == 0
-    assert server.stderr is not None and server.stderr.read() == ""
+    # nothing but the one line it prints once listening
+    assert server.output == [f"sora-standin listening on {server.base_url}"]
 
 
 @pytest.mark.e2e

@@ -6,24 +6,26 @@ import io
 import os
 import re
 import threading
-import time
-from datetime import datetime
+import types
+import typing
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
-from playwright.sync_api import Error as PlaywrightError
 
 from sora_driver.backend import CAPABILITIES as WEB
-from sora_driver.classify import api_error, finished_task_error
-from sora_driver.errors import CloudflareChallenge, SessionExpired
-from sora_driver.web import DriverConfig, Followed, SoraWebDriver, look_due
-from sora_watcher import logs
+from sora_driver.classify import api_error
+from sora_driver.errors import CloudflareChallenge, PageError, SessionExpired
+from sora_driver.session import SessionAnswer
+from sora_driver.sora_api import Task, finished_task_error, submitted_id, tasks_in
+from sora_watcher import backends, logs
+from sora_watcher.atomic import publish
 from sora_watcher.backends.base import Generation, ImageFile, JobOptions, to_png
 from sora_watcher.config import ConfigError, resolve
-from sora_watcher.daemon import Daemon, RetryPolicy
+from sora_watcher.daemon import Daemon, RunMode
 from sora_watcher.errors import (
     ConcurrencyLimited,
     ContentRejected,
@@ -34,17 +36,11 @@ from sora_watcher.errors import (
     RateLimited,
     TaskFailed,
 )
-from sora_watcher.folders import (
-    Folders,
-    JobState,
-    image_name,
-    is_ignored,
-    publish,
-    publish_image,
-    stage_image,
-)
+from sora_watcher.folders import Folders, JobState, is_ignored
+from sora_watcher.images import image_name, publish_image, stage_image
 from sora_watcher.inputs import InputError, Rules, prompts_from_text, read_prompts
 from sora_watcher.journal import Journal, PromptState
+from sora_watcher.pipeline import RetryPolicy
 
 # -- configuration ----------------------------------------------------------------------------
 
@@ -54,18 +50,66 @@ def test_flag_beats_environment_beats_default(tmp_path: Path) -> None:
     settings = resolve({"timeout": "12", "max_retries": None}, env)
     assert settings.timeout == 12
     assert settings.max_retries == 5
-    assert settings.headless is True  # default
     assert settings.inbox == tmp_path / "inbox"
-    assert settings.base_url == "https://sora.com"
+    assert settings.daily_limit == 0  # default
 
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("SORA_TIMEOUT", "soon"), ("SORA_HEADLESS", "maybe"), ("SORA_MAX_RETRIES", "-1")],
+    [("SORA_TIMEOUT", "soon"), ("SORA_MAX_RETRIES", "-1"), ("SORA_BACKEND", "sora")],
 )
 def test_bad_settings_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         resolve({}, {name: value})
+
+
+def test_a_bad_web_setting_stops_the_web_backend_at_start(tmp_path: Path) -> None:
+    env = {"SORA_HOME": str(tmp_path), "SORA_BACKEND": "web", "SORA_HEADLESS": "maybe"}
+    settings = resolve({}, env)  # the core section does not know it
+    with pytest.raises(ConfigError, match="SORA_HEADLESS='maybe': expected true or false"):
+        backends.load(settings.backend).capabilities(settings, env)
+
+
+def test_each_table_converts_its_defaults_to_the_types_its_settings_declare(
+    tmp_path: Path,
+) -> None:
+    from sora_driver.settings import read_settings as read_web
+    from sora_watcher.backends.openai_settings import read_settings as read_openai
+
+    def wrong_types(settings: object) -> list[str]:
+        wrong = []
+        for name, hint in typing.get_type_hints(type(settings)).items():
+            value = getattr(settings, name)
+            origin = typing.get_origin(hint)
+            if origin is typing.Literal:
+                fits = value in typing.get_args(hint)
+            else:  # a class, a union (str | None) or a generic (Mapping[str, object])
+                fits = isinstance(value, hint if origin in (None, types.UnionType) else origin)
+            if not fits:
+                wrong.append(f"{name}={value!r} is not {hint}")
+        return wrong
+
+    assert wrong_types(resolve({}, {"SORA_HOME": str(tmp_path)})) == []
+    assert wrong_types(read_openai({})) == []
+    assert wrong_types(read_web({}, {}, tmp_path, debug=False)) == []
+
+
+def test_the_flags_come_from_the_tables() -> None:
+    from sora_watcher.cli import parser
+    from sora_watcher.config import all_options
+
+    given = parser().parse_args(["once", "--headed", "--base-url", "http://x", "--timeout", "9"])
+    assert given.command == "once"
+    assert (given.headless, given.base_url, given.timeout) == ("false", "http://x", "9")
+    flags = {o.flag: o.key for o in all_options() if o.flag}
+    assert flags == {
+        "--home": "home", "--inbox": "inbox", "--images": "images", "--processed": "processed",
+        "--failed": "failed", "--logs": "logs", "--session-file": "session_file",
+        "--base-url": "base_url", "--timeout": "timeout", "--max-retries": "max_retries",
+        "--browser-path": "browser_path", "--selectors": "selectors", "--headed": "headless",
+        "--debug": "debug", "--backend": "backend", "--env-file": "env_file",
+    }  # fmt: skip
+    assert parser().parse_args([]).debug is None  # not given: the environment decides
 
 
 # -- inputs -----------------------------------------------------------------------------------
@@ -185,6 +229,13 @@ def folders_in(root: Path) -> Folders:
     return folders
 
 
+def test_each_worker_claims_into_its_own_processing_folder(tmp_path: Path) -> None:
+    paths = [tmp_path / n for n in ("inbox", "processing", "processed", "failed", "im")]
+    folders = Folders.for_worker(*paths, worker="host-2")
+    assert folders.processing == tmp_path / "processing" / "host-2"
+    assert (folders.inbox, folders.processed, folders.images) == (paths[0], paths[2], paths[4])
+
+
 def test_claim_then_finish_without_overwriting(tmp_path: Path) -> None:
     folders = folders_in(tmp_path)
     for round_ in range(2):
@@ -262,11 +313,63 @@ def test_credit_limit_waits_until_the_reset() -> None:
 
 def test_finished_tasks() -> None:
     ok = {"id": "t", "status": "succeeded", "generations": [{"url": "u"}], "progress_pct": 0.67}
-    assert finished_task_error(ok) is None
+    assert finished_task_error(Task.read(ok, "http://x")) is None
     moderated = {"id": "t", "status": "failed", "moderation_result": {"type": "terminal"}}
-    assert isinstance(finished_task_error(moderated), ContentRejected)
+    assert isinstance(finished_task_error(Task.read(moderated, "http://x")), ContentRejected)
     broken = {"id": "t", "status": "failed", "failure_reason": "internal"}
-    assert isinstance(finished_task_error(broken), TaskFailed)
+    assert isinstance(finished_task_error(Task.read(broken, "http://x")), TaskFailed)
+
+
+def test_task_answers_are_read_leniently_into_typed_tasks() -> None:
+    listing = {
+        "task_responses": [
+            "not a task",
+            {
+                "id": "task_1",
+                "status": "succeeded",
+                "created_at": "2026-01-02T03:04:05Z",
+                "moderation_result": "odd",  # of no use: read as none
+                "num_unsafe_generations": "many",
+                "generations": [
+                    {"encodings": {"source": {"path": "/vg-assets/a.png?sig=s"}}, "width": 480},
+                    {"url": "https://cdn/b.webp", "width": 480, "height": 480},
+                    "not a generation",
+                ],
+            },
+        ]
+    }
+    [task] = tasks_in(listing, "https://sora.test")
+    assert (task.id, task.status, task.finished) == ("task_1", "succeeded", True)
+    assert task.created_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc).timestamp()
+    assert (task.moderation, task.unsafe_generations) == ({}, 0)
+    assert [p.url for p in task.generations] == [
+        "https://sora.test/vg-assets/a.png?sig=s",
+        "https://cdn/b.webp",
+        None,
+    ]
+    assert (task.generations[0].width, task.generations[0].height) == (480, None)
+    assert tasks_in({"id": "task_2", "status": "running"}, "https://sora.test")[0].id == "task_2"
+    assert tasks_in(["what"], "https://sora.test") == []
+
+
+@pytest.mark.parametrize("body", [{}, {"id": ""}, [], "task_1", None])
+def test_a_submission_answered_without_a_task_id_is_one_retryable_error(body: object) -> None:
+    with pytest.raises(PageError, match="unexpected answer: POST /backend/video_gen: no task id"):
+        submitted_id(body)
+    assert submitted_id({"id": "task_1"}) == "task_1"
+
+
+def test_the_one_session_check() -> None:
+    url = "https://sora.test/api/auth/session"
+    logged_in = SessionAnswer(200, '{"user": {"email": "ann@x"}, "expires": "2027-01-01"}')
+    assert (logged_in.valid, logged_in.user, logged_in.expires) == (True, "ann@x", "2027-01-01")
+    assert logged_in.require_valid(url)["expires"] == "2027-01-01"
+    for text in ("null", "{}", '{"user": null}'):
+        assert not SessionAnswer(200, text).valid
+        with pytest.raises(SessionExpired, match="no longer valid"):
+            SessionAnswer(200, text).require_valid(url)
+    with pytest.raises(PageError, match="not JSON"):
+        SessionAnswer(200, "<html>Just a moment...</html>").require_valid(url)
 
 
 # -- images -----------------------------------------------------------------------------------
@@ -340,7 +443,7 @@ def make_daemon(tmp_path: Path, backend: ScriptedBackend) -> Daemon:
     settings = resolve(
         {"home": str(tmp_path), "max_retries": "2", "retry_delay": "0", "settle_seconds": "0"}, {}
     )
-    return Daemon(settings, lambda: backend, threading.Event(), WEB, once=True)
+    return Daemon(settings, lambda: backend, threading.Event(), WEB, RunMode.ONCE)
 
 
 def test_transient_errors_are_retried_then_succeed(tmp_path: Path) -> None:
@@ -425,91 +528,45 @@ def test_retry_delays_grow_with_jitter() -> None:
     assert 32 <= third <= 48
 
 
-def test_every_setting_is_documented_in_env_example() -> None:
+def env_example_sections() -> dict[str, dict[str, str]]:
+    """.env.example's variables and values by section: "" for the common part, else the
+    backend named by a "# --- The <name> backend" header."""
+    sections: dict[str, dict[str, str]] = {"": {}}
+    section = ""
+    for line in (Path(__file__).parent.parent / ".env.example").read_text("utf-8").splitlines():
+        if header := re.match(r"# --- The (\w+) backend", line):
+            section = header[1]
+            sections[section] = {}
+        elif assignment := re.match(r"([A-Z][A-Z0-9_]*)=(.*)", line):
+            sections[section][assignment[1]] = assignment[2]
+    return sections
+
+
+def test_every_setting_is_documented_in_env_example_in_its_section() -> None:
+    from sora_watcher import backends
     from sora_watcher.config import OPTIONS
 
-    documented = (Path(__file__).parent.parent / ".env.example").read_text("utf-8")
-    missing = [env for env, _ in OPTIONS.values() if f"\n{env}=" not in documented]
-    assert missing == []
+    tables = {"": OPTIONS, **{str(name): table for name, table in backends.sections().items()}}
+    sections = env_example_sections()
+    declared = {
+        name: {option.env: option.default for option in table}
+        for name, table in tables.items()
+        if table
+    }
+    assert {name: set(values) for name, values in sections.items()} == {
+        name: set(values) for name, values in declared.items()
+    }
+    blank_is_default = {o.env for table in tables.values() for o in table if o.blank_is_default}
+    wrong_defaults = [
+        (env, value)
+        for name, values in sections.items()
+        for env, value in values.items()
+        if value != declared[name][env] and not (value == "" and env in blank_is_default)
+    ]
+    assert wrong_defaults == []
 
 
 def test_a_reset_time_of_zero_does_not_become_a_tight_loop() -> None:
     body = '{"error": {"type": "rate_limit_exhausted", "access_resets_in_seconds": 0}}'
     error = api_error(429, body, "/backend/video_gen")
     assert isinstance(error, RateLimited) and error.resume_after == 5
-
-
-def follower(tmp_path: Path, answer: object) -> tuple[SoraWebDriver, Followed, list[str]]:
-    """A driver (never opened) following one task 2 s old, whose task-list look answers this."""
-    driver = SoraWebDriver(DriverConfig("http://127.0.0.1:9", tmp_path / "session.json"))
-    now = time.monotonic()
-    followed = Followed(started=now - 2.0, deadline=now + 60, news_at=now - 2.0)
-    driver._following["task_1"] = followed
-    asked: list[str] = []
-
-    def api_get(path: str) -> object:
-        asked.append(path)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    driver._api_get = api_get  # type: ignore[method-assign]
-    return driver, followed, asked
-
-
-def test_a_look_at_the_task_list_sees_a_finished_task_and_learns_its_duration(
-    tmp_path: Path,
-) -> None:
-    listing = {"task_responses": [{"id": "task_1", "status": "succeeded", "generations": []}]}
-    driver, followed, asked = follower(tmp_path, listing)
-    driver._look_if_due(["task_1"])
-    assert asked == ["/backend/v2/list_tasks?limit=20"]
-    assert followed.task["status"] == "succeeded"
-    assert list(driver._recent) == [pytest.approx(2.0, abs=0.5)]
-
-
-def test_no_look_before_the_quickest_quarter_of_generations_would_end(tmp_path: Path) -> None:
-    driver, _, asked = follower(tmp_path, {"task_responses": []})
-    driver._recent.extend([12.0, 9.0, 30.0, 10.0, 13.0, 11.0])
-    driver._look_if_due(["task_1"])
-    assert asked == []
-    assert driver._next_look_at(["task_1"]) == pytest.approx(time.monotonic() + 8.0, abs=0.5)
-
-
-def test_a_task_is_looked_for_just_before_its_expected_end_then_often_then_every_5_percent() -> (
-    None
-):
-    followed = Followed(started=100.0, deadline=200.0, news_at=100.0)
-    assert look_due(followed, expected=2.0) == pytest.approx(101.95)
-    followed.looked_at = 101.5  # a look for another task: this one is not due yet
-    assert look_due(followed, expected=2.0) == pytest.approx(101.95)
-    followed.looked_at = 101.95  # not ended yet: its end is near
-    assert look_due(followed, expected=2.0) == pytest.approx(101.975)
-    followed.looked_at = 102.1
-    assert look_due(followed, expected=2.0) == pytest.approx(102.125)
-    followed.looked_at = 102.2  # 0.15 s on: back to 5 % of its age
-    assert look_due(followed, expected=2.0) == pytest.approx(102.31)
-    followed.looked_at = 120.0
-    assert look_due(followed, expected=2.0) == pytest.approx(121.0)
-    followed.looked_at = 100.5  # before any generation was seen: 5 % of its age, 0.1 s at least
-    assert look_due(followed, expected=0.0) == pytest.approx(100.6)
-
-
-@pytest.mark.parametrize(
-    ("error", "backoff"),
-    [
-        (RateLimited("429 on the task list", resume_after=30.0), 30.0),
-        (PlaywrightError("net::ERR_CONNECTION_RESET"), 2.0),
-        (ValueError("not JSON"), 2.0),
-        (Overloaded("503 heavy_load"), 2.0),
-    ],
-)
-def test_a_failed_look_stops_nothing_and_slows_the_looks(
-    tmp_path: Path, error: Exception, backoff: float
-) -> None:
-    driver, followed, asked = follower(tmp_path, error)
-    driver._look_if_due(["task_1"])  # no exception: the queue goes on
-    assert len(asked) == 1 and followed.error is None and followed.task == {}
-    assert driver._next_look_at(["task_1"]) == pytest.approx(time.monotonic() + backoff, abs=0.5)
-    driver._look_if_due(["task_1"])
-    assert len(asked) == 1, "not asked again before the backoff"

@@ -57,6 +57,9 @@ class Capabilities:
     # A task id still means something after a failed collect and after a restart: the task
     # is followed again, not sent again.
     follows_tasks: bool = True
+    # How long one call may keep the worker busy beyond a generation's own timeout (a page
+    # to load, a download): the watchdog's allowance between two signs of life.
+    busy_seconds: float = 90.0
 
     def problem(self, options: JobOptions) -> str | None:
         """What is wrong with ``options`` for this backend, naming the option and what is

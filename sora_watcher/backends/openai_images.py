@@ -10,9 +10,8 @@ so a prompt in flight at a crash is sent again at the next start (``follows_task
 One retry policy: the package's own retries are turned off (``max_retries=0``); the daemon's
 backoff, counted against ``SORA_MAX_RETRIES``, does the retrying.
 
-Its settings, read here and nowhere else: the package's own ``OPENAI_API_KEY``,
-``OPENAI_BASE_URL``, ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``, and ours, ``SORA_OPENAI_MODEL``,
-``SORA_OPENAI_QUALITY``, ``SORA_OPENAI_MODERATION``, ``SORA_OPENAI_TIMEOUT``.
+Its settings, declared in ``openai_settings`` (``OPENAI_API_KEY``, ``SORA_OPENAI_MODEL`` ...),
+are read again from the environment at each start: a key written into ``.env`` later is seen.
 
 The key is a secret: it is never put in a message, and every text that comes back from the
 API or the network goes through ``redact`` before it is kept in an error.
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from sora_watcher.atomic import fingerprint
 from sora_watcher.backends.base import (
     SIZE,
     Capabilities,
@@ -41,7 +41,13 @@ from sora_watcher.backends.base import (
     to_png,
 )
 from sora_watcher.backends.openai_errors import KEYS_URL, Classifier, public_url, redact, said
-from sora_watcher.config import Settings, choice, number
+from sora_watcher.backends.openai_settings import (
+    BACKGROUNDS,
+    OpenAISettings,
+    qualities,
+    read_settings,
+)
+from sora_watcher.config import Settings
 from sora_watcher.errors import (
     CredentialsMissing,
     DownloadFailed,
@@ -50,16 +56,10 @@ from sora_watcher.errors import (
     Resume,
     Unreachable,
 )
-from sora_watcher.folders import fingerprint
 
 if TYPE_CHECKING:  # imported for real on a thread of its own: see warm_up()
     import openai
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-QUALITIES = ("auto", "low", "medium", "high")
-NEWER_QUALITIES = ("xhigh", "max")  # the gpt-image-2.5 and 2.6 models' higher levels
-BACKGROUNDS = ("auto", "opaque", "transparent")
-MODERATIONS = ("auto", "low")
 FIXED_SIZES = ("auto", "1024x1024", "1536x1024", "1024x1536")
 # The aspect ratios as sizes; the gpt-image-2 family takes any WxH in multiples of 16, the
 # older models only FIXED_SIZES (the nearest is taken: 3:2 for 16:9).
@@ -72,49 +72,8 @@ PROBE_SECONDS = 60.0  # at most, between two asks of a paused queue: key or mode
 PROBE_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True)
-class OpenAISettings:
-    api_key: str = field(repr=False)
-    base_url: str
-    organization: str | None
-    project: str | None
-    model: str
-    quality: str
-    moderation: str
-    timeout: float
-
-
-def read_settings(environ: Mapping[str, str]) -> OpenAISettings:
-    """This backend's section of the configuration (environment, then ``.env``), checked
-    with the same helpers and words as the common settings."""
-
-    def value(name: str, default: str) -> str:
-        return environ.get(name) or default
-
-    model = value("SORA_OPENAI_MODEL", "gpt-image-2")
-    return OpenAISettings(
-        api_key=environ.get("OPENAI_API_KEY", "").strip(),
-        base_url=environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
-        organization=environ.get("OPENAI_ORG_ID") or None,
-        project=environ.get("OPENAI_PROJECT_ID") or None,
-        model=model,
-        quality=choice(
-            "SORA_OPENAI_QUALITY", value("SORA_OPENAI_QUALITY", "auto"), qualities(model)
-        ),
-        moderation=choice(
-            "SORA_OPENAI_MODERATION", value("SORA_OPENAI_MODERATION", "auto"), MODERATIONS
-        ),
-        timeout=number("SORA_OPENAI_TIMEOUT", value("SORA_OPENAI_TIMEOUT", "300"), float, 1),
-    )
-
-
 def flexible(model: str) -> bool:
     return model.startswith("gpt-image-2")
-
-
-def qualities(model: str) -> tuple[str, ...]:
-    newer = model.startswith(("gpt-image-2.5", "gpt-image-2.6"))
-    return QUALITIES + NEWER_QUALITIES if newer else QUALITIES
 
 
 def check_size(default_model: str) -> Callable[[str, str | None], str | None]:

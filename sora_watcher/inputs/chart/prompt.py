@@ -1,9 +1,4 @@
-"""An English image prompt from a natal chart (``theme_<user>.json``).
-
-Two shapes are read: AstroSource's ``astro_calcule.py`` output (``planetes``, ``maisons_deg``,
-``planetes_maison``, ``aspects``, ``ascendant``, ``theme``, ``titre``, ``retrogrades``, maybe a
-ready ``prompt``) and a kerykeion subject (``sun``, ``moon``, ... objects). Any key may be
-missing or hold garbage: what cannot be read is left out of the prompt, never a crash.
+"""An English image prompt from a natal chart, filled from a template.
 
 The prompt is filled from a ``string.Template``. A missing value is an empty field, and a piece
 of the template between punctuation marks (``,`` ``;`` ``.``) whose fields are all empty is
@@ -12,27 +7,20 @@ left out, so "Cancer sun, $moon_sign moon, Virgo rising" reads "Cancer sun, Virg
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from string import Template
 from typing import Any
 
-__all__ = [
-    "DEFAULT_TEMPLATE",
-    "TEMPLATE_FIELDS",
-    "ChartError",
-    "build_prompt",
-    "chart_fields",
-    "check_template",
-]
-
-
-class ChartError(ValueError):
-    """The chart cannot give a prompt; the message says why, for a user."""
-
+from sora_watcher.inputs.chart.reading import (
+    CLASSICAL,
+    SIGNS,
+    ChartError,
+    body_key,
+    one_line,
+    read_chart,
+)
 
 DEFAULT_TEMPLATE = (
     "A dreamlike astrological portrait for $user, $sun_sign sun, $moon_sign moon, "
@@ -56,47 +44,15 @@ TEMPLATE_FIELDS: dict[str, str] = {
     "retrogrades": "the retrograde planets, e.g. 'Mercury and Saturn'",
 }
 
-NO_CHART = "no chart data: expected planetes (AstroSource) or sun/moon objects (kerykeion)"
-
-SIGNS = (
-    "Aries", "Taurus", "Gemini", "Cancer", "Leo", "Virgo",
-    "Libra", "Scorpio", "Sagittarius", "Capricorn", "Aquarius", "Pisces",
-)  # fmt: skip
 # The elements and the modalities follow each other around the zodiac from Aries.
 ELEMENTS = ("fire", "earth", "air", "water")
 MODALITIES = ("cardinal", "fixed", "mutable")
-CLASSICAL = (
-    "Sun", "Moon", "Mercury", "Venus", "Mars", "Jupiter", "Saturn", "Uranus", "Neptune", "Pluto",
-)  # fmt: skip
 # The lights and the Ascendant colour a chart the most, so they count twice.
 HEAVY = {"Sun": 2, "Moon": 2, "Ascendant": 2}
-BODY_ORDER = (*CLASSICAL, "Chiron", "North Node", "South Node")
 HOUSE_MEANINGS = (
     "the self", "possessions", "communication", "home and roots", "creativity", "daily work",
     "partnership", "transformation", "far horizons", "vocation", "friendship", "the hidden",
 )  # fmt: skip
-ORDINAL_WORDS = (
-    "first", "second", "third", "fourth", "fifth", "sixth",
-    "seventh", "eighth", "ninth", "tenth", "eleventh", "twelfth",
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class _AspectKind:
-    angle: int
-    glyph: str
-    name: str
-    verb: str
-    mood: str
-
-
-ASPECT_KINDS = (
-    _AspectKind(0, "☌", "conjunction", "conjunct", "fusion and intensity"),
-    _AspectKind(60, "✶", "sextile", "sextile", "ease and opportunity"),
-    _AspectKind(90, "□", "square", "square", "tension and drive"),
-    _AspectKind(120, "△", "trine", "trine", "harmony and flow"),
-    _AspectKind(180, "☍", "opposition", "opposite", "polarity and balance"),
-)
 
 # Plain words an image model understands, for the nearest-colour match.
 COLOUR_WORDS: dict[str, tuple[int, int, int]] = {
@@ -142,25 +98,7 @@ ELEMENT_PALETTES = {
     "water": ("deep navy", "teal", "silver"),
     "": ("indigo", "golden", "ivory"),  # nothing known: a calm night sky
 }
-THEME_COLOUR_KEYS = ("background", "band_color", "deco2_color", "title_color")
 MAX_PALETTE = 6  # more colour words only blur the image
-
-# kerykeion subject attribute -> body name. The lunar nodes are left out: always "retrograde".
-KERYKEION_BODIES = {name.lower(): name for name in (*CLASSICAL, "Chiron")}
-KERYKEION_ASCENDANT = ("ascendant", "first_house")  # v4 may only have the first house cusp
-KERYKEION_SIGNS = {sign[:3].lower(): index for index, sign in enumerate(SIGNS)}
-
-
-@dataclass
-class _Reading:
-    """What both chart shapes come down to; every part may be empty."""
-
-    title: str = ""
-    signs: dict[str, int] = field(default_factory=dict)  # body (or "Ascendant") -> sign index
-    houses: dict[str, int] = field(default_factory=dict)  # body -> house 1-12
-    aspects: list[tuple[float, str, str, _AspectKind]] = field(default_factory=list)
-    colours: list[str] = field(default_factory=list)  # "#rrggbb", in the order they count
-    retrogrades: list[str] = field(default_factory=list)
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -177,21 +115,21 @@ def build_prompt(
     if isinstance(chart, Mapping):
         ready = chart.get("prompt")
         if isinstance(ready, str) and ready.strip():
-            return _shorten(_one_line(ready), max_chars)
+            return _shorten(one_line(ready), max_chars)
     text = template if template is not None else DEFAULT_TEMPLATE
     check_template(text)
-    return _shorten(_one_line(_fill(text, chart_fields(chart, user))), max_chars)
+    return _shorten(one_line(_fill(text, chart_fields(chart, user))), max_chars)
 
 
 def chart_fields(chart: Mapping[str, Any], user: str) -> dict[str, str]:
     """The template fields of ``chart`` (see TEMPLATE_FIELDS); an unknown value is ``""``."""
-    reading = _read(chart)
-    who = _one_line(user) or "someone"
+    reading = read_chart(chart)
+    who = one_line(user) or "someone"
     aspects = sorted(reading.aspects, key=lambda a: (a[0], a[1], a[2], a[3].angle))[:3]
     element, modality = _dominant(reading.signs)
     return {
         "user": who,
-        "title": _one_line(reading.title) or f"Natal chart of {who}",
+        "title": one_line(reading.title) or f"Natal chart of {who}",
         "sun_sign": _sign_name(reading.signs.get("Sun")),
         "moon_sign": _sign_name(reading.signs.get("Moon")),
         "rising_sign": _sign_name(reading.signs.get("Ascendant")),
@@ -201,7 +139,7 @@ def chart_fields(chart: Mapping[str, Any], user: str) -> dict[str, str]:
         "aspects": ", ".join(f"{a} {kind.verb} {b}" for _, a, b, kind in aspects),
         "mood": ", ".join(_unique(kind.mood for *_, kind in aspects)),
         "palette": ", ".join(_palette(reading.colours, element)),
-        "retrogrades": _and_list(sorted(_unique(reading.retrogrades), key=_body_key)),
+        "retrogrades": _and_list(sorted(_unique(reading.retrogrades), key=body_key)),
     }
 
 
@@ -220,112 +158,6 @@ def check_template(template: str) -> None:
                 f"stray $ at character {match.start() + 1} of the prompt template: "
                 "write $name or ${name} for a field, $$ for a dollar sign"
             )
-
-
-# -- reading the two chart shapes -------------------------------------------------------------
-
-
-def _read(chart: object) -> _Reading:
-    if not isinstance(chart, Mapping):
-        raise ChartError(NO_CHART)
-    if isinstance(chart.get("planetes"), Mapping) or _number(chart.get("ascendant")) is not None:
-        return _read_astrosource(chart)
-    kerykeion_keys = (*KERYKEION_BODIES, *KERYKEION_ASCENDANT)
-    if any(isinstance(chart.get(key), Mapping) for key in kerykeion_keys):
-        return _read_kerykeion(chart)
-    raise ChartError(NO_CHART)
-
-
-def _read_astrosource(chart: Mapping[str, Any]) -> _Reading:
-    reading = _Reading(title=_text(chart.get("titre")))
-    for name, value in _items(chart.get("planetes")):
-        reading.signs[name] = _sign_of(_number(value))
-    ascendant = _number(chart.get("ascendant"))
-    cusps = chart.get("maisons_deg")
-    if ascendant is None and isinstance(cusps, list) and cusps:
-        ascendant = _number(cusps[0])  # the first house cusp is the Ascendant
-    reading.signs["Ascendant"] = _sign_of(ascendant)
-    reading.signs = {name: sign for name, sign in reading.signs.items() if sign >= 0}
-
-    for name, value in _items(chart.get("planetes_maison")):
-        house = _house_number(value)
-        if house:
-            reading.houses[name] = house
-
-    aspects = chart.get("aspects")
-    for aspect in aspects if isinstance(aspects, list) else []:
-        parsed = _astrosource_aspect(aspect)
-        if parsed is not None:
-            reading.aspects.append(parsed)
-
-    theme = chart.get("theme")
-    if isinstance(theme, Mapping):
-        reading.colours = [_text(theme.get(key)) for key in THEME_COLOUR_KEYS]
-        planet_colours = dict(_items(theme.get("planet_colors")))
-        reading.colours += [_text(planet_colours[n]) for n in sorted(planet_colours, key=_body_key)]
-
-    retrogrades = chart.get("retrogrades")
-    if isinstance(retrogrades, list):
-        reading.retrogrades = [_one_line(name) for name in retrogrades if isinstance(name, str)]
-    return reading
-
-
-def _astrosource_aspect(aspect: object) -> tuple[float, str, str, _AspectKind] | None:
-    """``{"planetes": "Sun - Moon", "aspect": "☌", "angle": 0, "orb": 6.38}``, or None."""
-    if not isinstance(aspect, Mapping):
-        return None
-    names = [_one_line(name) for name in _text(aspect.get("planetes")).split("-")]
-    if len(names) != 2 or not all(names):
-        return None
-    symbol = _text(aspect.get("aspect")).lower()
-    angle = _number(aspect.get("angle"))
-    for kind in ASPECT_KINDS:
-        if symbol in (kind.glyph, kind.name) or (angle is not None and abs(angle - kind.angle) < 1):
-            orb = _number(aspect.get("orb"))
-            # An aspect without an orb is kept, but after every measured one.
-            return (abs(orb) if orb is not None else math.inf), names[0], names[1], kind
-    return None
-
-
-def _read_kerykeion(chart: Mapping[str, Any]) -> _Reading:
-    reading = _Reading(title=_kerykeion_title(chart))
-    for key, name in KERYKEION_BODIES.items():
-        point = chart.get(key)
-        if not isinstance(point, Mapping):
-            continue
-        sign = _kerykeion_sign(point)
-        if sign >= 0:
-            reading.signs[name] = sign
-        house = _house_number(point.get("house"))
-        if house:
-            reading.houses[name] = house
-        if point.get("retrograde") is True:
-            reading.retrogrades.append(name)
-    for key in KERYKEION_ASCENDANT:
-        point = chart.get(key)
-        sign = _kerykeion_sign(point) if isinstance(point, Mapping) else -1
-        if sign >= 0:
-            reading.signs["Ascendant"] = sign
-            break
-    return reading
-
-
-def _kerykeion_title(chart: Mapping[str, Any]) -> str:
-    name = _one_line(_text(chart.get("name")))
-    if not name:
-        return ""
-    # "1992-03-14T06:20:00+01:00" -> "1992-03-14 06:20", like AstroSource's titles.
-    when = _text(chart.get("iso_formatted_local_datetime"))[:16].replace("T", " ")
-    details = _one_line(f"{when} {_text(chart.get('city'))}")
-    return f"Natal chart of {name} ({details})" if details else f"Natal chart of {name}"
-
-
-def _kerykeion_sign(point: Mapping[str, Any]) -> int:
-    """Sign index from ``abs_pos``, else from ``sign`` ("Ari" or "Aries"); -1 if neither."""
-    sign = _sign_of(_number(point.get("abs_pos")))
-    if sign < 0:
-        sign = KERYKEION_SIGNS.get(_text(point.get("sign")).strip()[:3].lower(), -1)
-    return sign
 
 
 # -- turning the reading into words -----------------------------------------------------------
@@ -418,65 +250,13 @@ def _field_names(text: str) -> list[str]:
     return [name for m in matches if (name := m.group("named") or m.group("braced"))]
 
 
-# -- small helpers ----------------------------------------------------------------------------
-
-
-def _number(value: object) -> float | None:
-    """A finite JSON number; strings, booleans, NaN and the rest are not longitudes."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an integer too big for a float is no longitude either
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _sign_of(longitude: float | None) -> int:
-    """Sign index (0 = Aries) of an ecliptic longitude in degrees; -1 if unknown."""
-    if longitude is None:
-        return -1
-    return int((longitude % 360) // 30) % 12  # % 12: a tiny negative gives 360.0 after % 360
-
-
 def _sign_name(index: int | None) -> str:
     return SIGNS[index] if index is not None else ""
-
-
-def _house_number(value: object) -> int:
-    """1-12 from ``7`` or kerykeion's ``"Seventh_House"``; 0 if neither."""
-    if isinstance(value, str):
-        word = value.replace("_", " ").split(" ")[0].lower()
-        return ORDINAL_WORDS.index(word) + 1 if word in ORDINAL_WORDS else 0
-    number = _number(value)
-    if number is not None and number.is_integer() and 1 <= number <= 12:
-        return int(number)
-    return 0
 
 
 def _ordinal(number: int) -> str:
     suffix = {1: "st", 2: "nd", 3: "rd"}.get(number % 10 if number not in (11, 12, 13) else 0)
     return f"{number}{suffix or 'th'}"
-
-
-def _items(value: object) -> list[tuple[str, Any]]:
-    """The string-keyed entries of a mapping, sorted so dict order never matters."""
-    if not isinstance(value, Mapping):
-        return []
-    return sorted((key, item) for key, item in value.items() if isinstance(key, str))
-
-
-def _body_key(name: str) -> tuple[int, str]:
-    """Planets in their usual order, anything else after them by name."""
-    return (BODY_ORDER.index(name) if name in BODY_ORDER else len(BODY_ORDER), name)
-
-
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _unique(items: Iterable[str]) -> list[str]:

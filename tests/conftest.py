@@ -60,15 +60,8 @@ def drop(inbox: Path, name: str, text: str) -> Path:
 
 
 class Daemon(DaemonProcess):
-    """``python watcher.py ...`` in a home folder, as the tests start it.
-
-    Every daemon has a process group of its own now (stop() ends it, Chromium included);
-    ``own_group=True``, which test_e2e passes to say so, is accepted until it goes.
-    """
-
-    def __init__(self, home: Path, env: dict[str, str], *args: str, own_group: bool = True) -> None:
-        assert own_group, "a daemon always runs in a process group of its own"
-        super().__init__(home, env, *args)
+    """``python watcher.py ...`` in a home folder, as the tests start it, in a process group
+    of its own (stop() ends it, Chromium included)."""
 
     def stop(self, grace: float = 0) -> int:
         """Killed at once, group and all, as before: the test has checked what it wanted, and

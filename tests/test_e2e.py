@@ -227,7 +227,7 @@ def test_ctrl_c_in_a_terminal_during_a_generation(
     home: Path, standin: StandIn, daemons: list[Daemon]
 ) -> None:
     standin.delay = 30
-    daemon = Daemon(home, daemon_env(home, standin, SORA_DEBUG="true"), "run", own_group=True)
+    daemon = Daemon(home, daemon_env(home, standin, SORA_DEBUG="true"), "run")
     daemons.append(daemon)
     daemon.expect(r"watching ")
     drop(home / "inbox", "slow.txt", PROMPTS[0] + "\n")

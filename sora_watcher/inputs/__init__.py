@@ -10,16 +10,19 @@ Kinds of input, by name (one reader module each):
 - ``*.csv`` (``csv_rows``): a header row with a ``prompt`` column and optional option columns;
   one prompt per row, and a bad row fails alone.
 
-A new kind is a module with a ``Reader`` and one line in ``BY_NAME`` or ``BY_SUFFIX``.
+A new kind is a module with a ``Reader`` and one line in ``BY_NAME`` or ``BY_SUFFIX``; a kind
+that acts once its input's images are out (the chart) adds itself to ``AFTER_FINISHED``.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Callable
 from pathlib import Path
 
-from sora_watcher.inputs.chart import THEME_NAME, finished, read_theme, theme_user
+from sora_watcher.inputs import chart
+from sora_watcher.inputs.chart import THEME_NAME, read_theme, theme_user
 from sora_watcher.inputs.common import (
     OPTION_KEYS,
     SAFE_NAME,
@@ -42,6 +45,7 @@ from sora_watcher.inputs.json_job import JOB_KEYS, read_job
 from sora_watcher.inputs.text_lines import prompts_from_text, read_text
 
 __all__ = [
+    "AFTER_FINISHED",
     "BY_NAME",
     "BY_SUFFIX",
     "JOB_KEYS",
@@ -75,6 +79,15 @@ __all__ = [
 # Names a reader claims before the suffix is looked at: a chart is a .json, but not a job.
 BY_NAME: dict[re.Pattern[str], Reader] = {THEME_NAME: read_theme}
 BY_SUFFIX: dict[str, Reader] = {".txt": read_text, ".json": read_job, ".csv": read_csv}
+# (input name, its first prompt, that prompt's last image, SORA_HOME): each does nothing
+# for inputs that are not of its kind.
+AFTER_FINISHED: tuple[Callable[[str, str, Path, Path], None], ...] = (chart.finished,)
+
+
+def finished(input_name: str, prompt: str, image: Path, home: Path) -> None:
+    """An input was processed: the plug-ins of its kind act on it."""
+    for plug_in in AFTER_FINISHED:
+        plug_in(input_name, prompt, image, home)
 
 
 def reader_for(name: str) -> Reader:

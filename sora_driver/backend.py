@@ -90,7 +90,7 @@ class SoraWebBackend:
 def create(
     settings: Settings, environ: Callable[[], Mapping[str, str]], stop: threading.Event
 ) -> SoraWebBackend:
-    web = from_settings(settings, environ())
+    web = from_settings(settings, os.environ)  # fixed at start, like the core's settings
     driver = SoraWebDriver(
         DriverConfig(
             base_url=web.base_url,

@@ -17,17 +17,42 @@ from playwright.sync_api import Locator, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from sora_driver.errors import ElementNotFound
+from sora_watcher.options import ConfigError
 
 Candidate = dict[str, str]
 
 
+KINDS = ("role", "placeholder", "label", "text", "css")  # what a candidate may look for
+
+
 def load_profile(default: Path, override: Path | None = None) -> dict[str, list[Candidate]]:
     """The default profile, with the elements of a user's profile (``SORA_SELECTORS``) on top.
-    Keys starting with ``_`` are comments."""
+    Keys starting with ``_`` are comments. A user's profile that cannot be used is a
+    configuration error, said at start-up rather than at the first prompt."""
     profile: dict[str, Any] = json.loads(default.read_text(encoding="utf-8"))
     if override is not None:
-        profile.update(json.loads(override.read_text(encoding="utf-8")))
+        try:
+            profile.update(_elements(json.loads(override.read_text(encoding="utf-8"))))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"SORA_SELECTORS={override}: {exc}") from None
     return {key: value for key, value in profile.items() if not key.startswith("_")}
+
+
+def _elements(profile: Any) -> dict[str, Any]:
+    """A user's profile, checked: each element a list of candidates, each looking for one of
+    ``KINDS`` (ValueError naming the first that does not)."""
+    if not isinstance(profile, dict):
+        raise ValueError("expected a JSON object of elements")
+    for element, candidates in profile.items():
+        if element.startswith("_"):
+            continue
+        if not isinstance(candidates, list) or not all(
+            isinstance(c, dict) and any(kind in c for kind in KINDS) for c in candidates
+        ):
+            raise ValueError(
+                f"{element}: expected a list of candidates, each with one of {', '.join(KINDS)}"
+            )
+    return profile
 
 
 def _pattern(text: str) -> re.Pattern[str]:

@@ -107,7 +107,8 @@ def ask(
     """The session endpoint's answer, with the cookies of ``request``; ``PlaywrightError``
     when it cannot be asked."""
     response = request.get(session_url(base_url), timeout=timeout_ms)
-    return SessionAnswer(response.status, response.text())
+    # bytes decoded leniently: an answer in another encoding is simply not a valid session
+    return SessionAnswer(response.status, response.body().decode("utf-8", "replace"))
 
 
 def accepted(session_file: Path, base_url: str, timeout: float) -> tuple[bool, str]:

@@ -40,6 +40,11 @@ TASK_LIST = "/backend/v2/list_tasks?limit=20"
 SUBMIT = "/backend/video_gen"
 
 
+class BrowserFailed(PageError):
+    """The browser could not make a call at all (its network, its process): nothing to do
+    with the task asked for, so it fails the whole step, never one task."""
+
+
 def unexpected(where: str, what: str) -> PageError:
     """The one error for an answer of a shape we cannot use: the site changed, or had a
     hiccup; worth another try, and the detail says what it was."""
@@ -92,7 +97,10 @@ class Picture:
         generation = _dict(raw)
         source = _dict(_dict(generation.get("encodings")).get("source"))
         url = generation.get("url") or source.get("path")
-        absolute = urljoin(origin + "/", str(url)) if url else None
+        try:
+            absolute = urljoin(origin + "/", str(url)) if url else None
+        except ValueError:  # not a URL at all ("http://[bad"): as if there were none
+            absolute = None
         return cls(absolute, _int(generation.get("width")), _int(generation.get("height")))
 
 
@@ -137,7 +145,8 @@ class Task:
 def tasks_in(body: Any, origin: str) -> list[Task]:
     """The tasks of a task list, or the one task of a task's own answer; [] for anything else."""
     if isinstance(body, dict) and isinstance(body.get("task_responses"), list):
-        return [Task.read(t, origin) for t in body["task_responses"] if isinstance(t, dict)]
+        listed = body["task_responses"]
+        return [Task.read(t, origin) for t in listed if isinstance(t, dict) and t.get("id")]
     if isinstance(body, dict) and "id" in body and "status" in body:
         return [Task.read(body, origin)]
     return []
@@ -218,7 +227,7 @@ class SoraApi:
         try:
             return self._get(path)
         except PlaywrightError as exc:
-            raise PageError(f"browser: {said(exc)}") from None
+            raise BrowserFailed(f"browser: {said(exc)}") from None
 
     def task_list(self) -> list[Task]:
         return tasks_in(self.get(TASK_LIST), self.origin)

@@ -29,7 +29,7 @@ from typing import Protocol
 
 from loguru import logger
 
-from sora_driver.sora_api import Task
+from sora_driver.sora_api import BrowserFailed, Task
 from sora_watcher.errors import (
     GenerationError,
     GenerationTimeout,
@@ -208,6 +208,8 @@ class TaskTracker:
         try:
             asked_at = self.clock()
             self._update(tracked, self.source.task(task_id), asked_at)
+        except BrowserFailed:
+            raise  # the browser's failure, not this task's: the whole step fails
         except (PermanentError, TransientError) as exc:
             tracked.error = exc
             tracked.updated_at = self.clock()

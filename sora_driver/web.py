@@ -110,8 +110,9 @@ class SoraWebDriver:
             self.site.forget(close=False)
 
     def _recycle_if_due(self) -> None:
-        """Done when tracking tasks if any are in flight, since they go on running on the
-        site while the browser starts (about 2 s); else before the next submission."""
+        """A fresh browser every SORA_RECYCLE_AFTER jobs: done while tracking tasks if any
+        are in flight, since they go on running on the site while the browser starts (about
+        2 s); else before the next submission."""
         if self.browser.recycle_due:
             logger.info("restarting the browser after {} jobs", self.browser.jobs)
             self._relaunch()

@@ -27,6 +27,7 @@ from sora_watcher.daemon import Daemon, RunMode
 from sora_watcher.errors import CredentialsMissing, Interrupted
 from sora_watcher.folders import FolderLocked
 from sora_watcher.inputs import InputError, read_prompts
+from sora_watcher.inputs.chart import load_template
 from sora_watcher.options import add_flags
 from sora_watcher.status import status
 
@@ -57,15 +58,23 @@ def make_backend(
     return backends.load(settings.backend).create(settings, environ, stop)
 
 
-def parser() -> argparse.ArgumentParser:
+def flags(default: object = None) -> argparse.ArgumentParser:
+    """Every setting's flag, the backends' too (chosen or not), as a parent parser."""
     common = argparse.ArgumentParser(add_help=False)
-    add_flags(common, OPTIONS)
-    for name, section in backends.sections().items():  # flags of every backend, chosen or not
-        add_flags(common, section, f"the {name} backend")
+    add_flags(common, OPTIONS, default=default)
+    for name, section in backends.sections().items():
+        add_flags(common, section, f"the {name} backend", default)
+    return common
+
+
+def parser() -> argparse.ArgumentParser:
+    # The flags work before the command and after it: a command's own copy of a flag that
+    # is not given must not hide the one given before the command.
+    common = flags(default=argparse.SUPPRESS)
 
     top = argparse.ArgumentParser(
         prog="sora-watcher",
-        parents=[common],
+        parents=[flags()],
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the paragraphs
     )
@@ -105,6 +114,7 @@ def cli(*args: str) -> int:
     load_dotenv(env_file, override=False)
     try:
         settings = resolve(vars(options))
+        load_template(settings.prompt_template)  # the chart plug-in's, checked with the rest
         capabilities = backends.load(settings.backend).capabilities(settings, environ())
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

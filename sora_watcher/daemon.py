@@ -219,8 +219,8 @@ class Daemon:
             self.jobs.finish(journal)
             if not pipeline.active:
                 self.board.set("idle")
-        if pipeline.held is not None and not pipeline.paid_work_pending():
-            self.pause(pipeline.held)  # the images already paid for are in images/ first
+        if pipeline.held_stop is not None and not pipeline.paid_work_pending():
+            self.pause(pipeline.held_stop)  # the images already paid for are in images/ first
         delay = pipeline.until_next_retry()
         if delay is not None:  # everything left waits for a retry time
             self.pauses.wait(delay)
@@ -237,7 +237,7 @@ class Daemon:
 
     def pause(self, error: QueueStopError) -> None:
         """Stop taking work until the cause is gone; no input is blamed for it."""
-        self.pipeline.held = None  # this is the pause it held, if it held one
+        self.pipeline.held_stop = None  # this is the pause it held, if it held one
         logger.error("queue paused: {} ({})", error.name, error.detail)
         if error.resume.hint:
             logger.error("{}", error.resume.hint)

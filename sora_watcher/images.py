@@ -56,3 +56,8 @@ def write_sidecar(image: Path, metadata: dict[str, Any]) -> None:
     """
     sidecar = {"image": image.name, **metadata}
     write_atomically(image.with_suffix(".json"), json.dumps(sidecar, indent=2).encode("utf-8"))
+
+
+def images_folder(images: Path, folder: str | None) -> Path:
+    """Where an entry's images go: ``images/``, or the sub-folder its input names."""
+    return images / folder if folder else images

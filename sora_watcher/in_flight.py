@@ -15,7 +15,7 @@ from typing import NamedTuple
 from sora_watcher.journal import Entry, Journal
 
 
-class Task(NamedTuple):
+class Flight(NamedTuple):
     journal: Journal
     entry: Entry
 
@@ -24,14 +24,14 @@ class InFlight:
     def __init__(self, max_in_flight: int) -> None:
         self.max_in_flight = max_in_flight
         self.concurrency = max_in_flight  # lowered for a while by the service's limit
-        self.running: list[Task] = []  # submitted, not finished yet
-        self.collectable: list[Task] = []  # finished on the service, not downloaded yet
+        self.running: list[Flight] = []  # submitted, not finished yet
+        self.collectable: list[Flight] = []  # finished on the service, not downloaded yet
 
     def has_room(self) -> bool:
         return len(self.running) < self.concurrency
 
     def track(self, journal: Journal, entry: Entry) -> None:
-        self.running.append(Task(journal, entry))
+        self.running.append(Flight(journal, entry))
 
     def holds(self, entry: Entry) -> bool:
         """Whether ``entry`` is in flight or collectable (entries compare by identity)."""
@@ -53,14 +53,14 @@ class InFlight:
         self.running = [task for task in self.running if task.entry.task_id not in done]
         return True
 
-    def next_collectable(self) -> Task | None:
+    def next_collectable(self) -> Flight | None:
         return self.collectable.pop(0) if self.collectable else None
 
     def images(self) -> int:
         """The images coming: the variants of every task in flight or collectable."""
         return sum(task.entry.job_options.variants for task in self.all())
 
-    def drop_all(self) -> list[Task]:
+    def drop_all(self) -> list[Flight]:
         """Forget every task (they ended with the backend that ran them); return them."""
         dropped, self.running, self.collectable = list(self.all()), [], []
         return dropped
@@ -75,5 +75,5 @@ class InFlight:
         if self.concurrency < self.max_in_flight:
             self.concurrency += 1
 
-    def all(self) -> Iterator[Task]:
+    def all(self) -> Iterator[Flight]:
         return chain(self.running, self.collectable)

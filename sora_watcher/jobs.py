@@ -17,9 +17,9 @@ from sora_watcher import inputs, logs
 from sora_watcher.backends.base import Capabilities
 from sora_watcher.config import Settings
 from sora_watcher.folders import Folders, JobState
+from sora_watcher.images import images_folder
 from sora_watcher.inputs import InputError, Rules, read_prompts
 from sora_watcher.journal import Journal, PromptState
-from sora_watcher.steps import images_folder
 
 HINTS = {  # what to do, by the error's class; others: see failure_report
     "InputError": "fix this entry and drop the rest again in a new file.",
@@ -120,7 +120,7 @@ class Jobs:
         state = JobState(journal.outcome)
         first = journal.entries[0]
         if state is JobState.PROCESSED and first.images:
-            image = images_folder(self.settings.images, first) / first.images[-1]
+            image = images_folder(self.settings.images, first.folder) / first.images[-1]
             inputs.finished(journal.input_name, first.text, image, self.settings.home)  # plug-ins
         if not self.moves_inputs:
             return

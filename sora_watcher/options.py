@@ -78,18 +78,26 @@ def resolve(table: Table, flags: Flags, environ: Mapping[str, str], home: Path) 
     return {option.key: option.read(flags, environ, home) for option in table}
 
 
-def add_flags(parser: argparse.ArgumentParser, table: Table, title: str | None = None) -> None:
+def add_flags(
+    parser: argparse.ArgumentParser, table: Table, title: str | None = None, default: Any = None
+) -> None:
     """The command-line flags of the options that have one (the dest is the option's key),
-    under ``title`` in ``--help`` if given."""
+    under ``title`` in ``--help`` if given. ``default``: what a flag not given leaves
+    (``argparse.SUPPRESS``: nothing, so that it does not hide the same flag given earlier)."""
     flagged = [(option.flag, option) for option in table if option.flag is not None]
     target = parser.add_argument_group(title) if title and flagged else parser
     for flag, option in flagged:
         words = f"{option.help} ({option.env})".replace("%", "%%")  # argparse formats help
         if option.const is None:
-            target.add_argument(flag, dest=option.key, help=words)
+            target.add_argument(flag, dest=option.key, default=default, help=words)
         else:
             target.add_argument(
-                flag, dest=option.key, action="store_const", const=option.const, help=words
+                flag,
+                dest=option.key,
+                action="store_const",
+                const=option.const,
+                default=default,
+                help=words,
             )
 
 

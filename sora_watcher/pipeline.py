@@ -69,7 +69,7 @@ class Pipeline:
         self.follows_tasks = steps.capabilities.follows_tasks
         self.active: list[Journal] = []  # inputs in progress, in the order they came
         # A pause held until what is paid for is down and published (see paid_work_pending).
-        self.held: QueueStopError | None = None
+        self.held_stop: QueueStopError | None = None
 
     def add(self, journal: Journal) -> None:
         self.active.append(journal)
@@ -103,7 +103,7 @@ class Pipeline:
         Raises ``DailyLimitReached`` when the next one would pass today's limit and nothing
         of ours is in flight: the queue pauses (with tasks in flight, they come first)."""
         for journal, entry in self.open_entries():
-            if not self.in_flight.has_room() or self.held is not None:
+            if not self.in_flight.has_room() or self.held_stop is not None:
                 return
             if not self.is_due(entry):
                 continue
@@ -173,7 +173,7 @@ class Pipeline:
         except TransientError as exc:
             self.retry_later(journal, entry, exc)
         except QueueStopError as exc:  # a pause, once what is paid for is down
-            self.held = self.held or exc
+            self.held_stop = self.held_stop or exc
         else:
             entry.retry_at = None
             return True
@@ -182,7 +182,7 @@ class Pipeline:
     def too_many(self, entry: Entry, exc: ConcurrencyLimited) -> None:
         """The service's "too many at once": fewer in flight, and this one a bit later."""
         if exc.retry_after is None and self.in_flight.is_empty():
-            self.held = self.held or exc  # another client's tasks fill the account
+            self.held_stop = self.held_stop or exc  # another client's tasks fill the account
             return
         concurrency = self.in_flight.narrow()
         delay = self.retry.delay if exc.retry_after is None else exc.retry_after

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from pathlib import Path
 
 from loguru import logger
 
@@ -21,17 +20,12 @@ from sora_watcher.backends.base import Capabilities, Generation, ImageBackend
 from sora_watcher.config import Settings
 from sora_watcher.errors import DownloadFailed, GenerationError, PermanentError, Unreachable
 from sora_watcher.hooks import Hook
-from sora_watcher.images import publish_image, stage_image
+from sora_watcher.images import images_folder, publish_image, stage_image
 from sora_watcher.journal import Entry, Journal, PromptState, Staged
 from sora_watcher.quota import DailyCount
 from sora_watcher.service import Board
 
 BackendFactory = Callable[[], ImageBackend]
-
-
-def images_folder(images: Path, entry: Entry) -> Path:
-    """Where ``entry``'s images go: ``images/``, or the sub-folder its input names."""
-    return images / entry.folder if entry.folder else images
 
 
 class Steps:
@@ -158,7 +152,7 @@ class Steps:
 
             path = publish_image(
                 journal.folder / staged.file,
-                images_folder(self.settings.images, entry),
+                images_folder(self.settings.images, entry.folder),
                 entry.text,
                 staged.metadata,
                 staged.target,

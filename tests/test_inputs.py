@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
+from sora_driver import locate
 from sora_driver.backend import CAPABILITIES as WEB
 from sora_watcher.backends.base import JobOptions
+from sora_watcher.cli import EXIT_USAGE, cli
 from sora_watcher.config import ConfigError
 from sora_watcher.inputs import InputError, Prompt, Rules, finished, read_prompts
 from sora_watcher.inputs.chart import load_template
@@ -153,6 +155,31 @@ def test_prompt_template_is_read_and_checked_by_the_chart_plug_in(tmp_path: Path
         load_template(wording)
     with pytest.raises(ConfigError, match=r"^SORA_PROMPT_TEMPLATE=.*missing\.txt: "):
         load_template(tmp_path / "missing.txt")
+
+
+def test_a_wrong_template_stops_the_command_before_it_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "wording.txt").write_text("Sky of $someone", "utf-8")
+    monkeypatch.setenv("SORA_PROMPT_TEMPLATE", "wording.txt")
+    status = cli("--home", str(tmp_path), "--backend", "instant", "--env-file", "none", "once")
+    assert status == EXIT_USAGE
+    said = capsys.readouterr().err
+    assert "configuration error: SORA_PROMPT_TEMPLATE=" in said and "$someone" in said
+    assert not (tmp_path / "logs").exists()  # said before anything started
+
+
+def test_a_selector_profile_that_cannot_be_used_is_a_configuration_error(tmp_path: Path) -> None:
+    default = Path(locate.__file__).with_name("selectors.json")
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"composer": [{"xpath": "//textarea"}]}), "utf-8")
+    with pytest.raises(ConfigError, match=r"SORA_SELECTORS=.*composer: expected a list of"):
+        locate.load_profile(default, mine)
+    mine.write_text("{not json", "utf-8")
+    with pytest.raises(ConfigError, match=r"SORA_SELECTORS=.*mine\.json: "):
+        locate.load_profile(default, mine)
+    mine.write_text(json.dumps({"composer": [{"css": "textarea"}]}), "utf-8")
+    assert locate.load_profile(default, mine)["composer"] == [{"css": "textarea"}]
 
 
 def test_a_chart_leaves_its_result_beside_its_image_and_other_inputs_none(

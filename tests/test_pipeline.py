@@ -241,7 +241,7 @@ def test_the_services_too_many_lowers_the_number_in_flight(tmp_path: Path) -> No
     pipeline, clock = make_pipeline(tmp_path, backend, in_flight=3)
     journal = add_input(pipeline, tmp_path, "a", "b", "c")
     pipeline.send_what_fits()
-    assert pipeline.in_flight.concurrency == 1 and pipeline.held is None
+    assert pipeline.in_flight.concurrency == 1 and pipeline.held_stop is None
     assert journal.entries[1].retry_at == clock.now + DELAY
     assert journal.entries[1].attempts == 0, "not a failed try"
     assert backend.events == ["submit a", "submit b"]
@@ -253,7 +253,7 @@ def test_too_many_with_nothing_of_ours_in_flight_is_a_held_pause(tmp_path: Path)
     pipeline, _ = make_pipeline(tmp_path, backend, in_flight=2)
     add_input(pipeline, tmp_path, "a", "b")
     pipeline.send_what_fits()
-    assert pipeline.held is error
+    assert pipeline.held_stop is error
     assert backend.events == ["submit a"], "nothing more is sent while a pause is held"
 
 
@@ -262,7 +262,7 @@ def test_a_queue_stop_waits_for_the_calls_already_paid_for(tmp_path: Path) -> No
     pipeline, _ = make_pipeline(tmp_path, backend, follows_tasks=False)
     journal = add_input(pipeline, tmp_path, "a", "b")
     pipeline.send_what_fits()
-    assert isinstance(pipeline.held, CredentialsRefused)
+    assert isinstance(pipeline.held_stop, CredentialsRefused)
     assert pipeline.paid_work_pending(), "a's call ends with the backend: it comes first"
     backend.done.add("t1")
     assert pipeline.poll()

@@ -114,8 +114,9 @@ def test_ready_status_watchdog_stopping_in_order(
 def test_a_stuck_worker_stops_the_watchdog_pings(
     home: Path, standin: StandIn, daemons: list[Daemon], notify_socket: NotifySocket
 ) -> None:
-    # SORA_TIMEOUT + 3 * SORA_PAGE_TIMEOUT = 4 s without progress and the worker counts as stuck
-    env = service_env(home, standin, notify_socket, SORA_TIMEOUT="1", SORA_PAGE_TIMEOUT="1")
+    # SORA_TIMEOUT + the backend's busy_seconds (instant: 3) = 4 s without progress, and the
+    # worker counts as stuck
+    env = service_env(home, standin, notify_socket, SORA_TIMEOUT="1")
     daemon = Daemon(home, env, "run")
     daemons.append(daemon)
     notify_socket.wait_for("READY=1")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from sora_driver.errors import PageError, SessionExpired
-from sora_driver.sora_api import Task
+from sora_driver.sora_api import BrowserFailed, Picture, Task, tasks_in
 from sora_driver.tracker import (
     MAX_POLL_SECONDS,
     MAX_TRACKED,
@@ -249,6 +249,22 @@ def test_a_quiet_task_is_asked_for_by_id_and_its_error_is_its_own(
     assert tracker.done(["task_2"]) == []  # the other task is still waited for
 
 
+def test_a_browser_failure_while_asking_for_a_task_fails_the_step_not_the_task(
+    tracker: TaskTracker, clock: Clock, site: Site
+) -> None:
+    tracker.submitted("task_1")
+    clock.now += QUIET_SECONDS + 0.1
+    site.error = BrowserFailed("browser: net::ERR_CONNECTION_RESET")
+    with pytest.raises(BrowserFailed):
+        tracker.done(["task_1"])
+    site.error = None  # the browser is back: the task is still waited for, not failed
+    assert tracker.done(["task_1"]) == []
+    site.tasks["task_1"] = Task("task_1", "succeeded")
+    clock.now += QUIET_SECONDS + 0.1
+    assert tracker.done(["task_1"]) == ["task_1"]
+    assert tracker.outcome("task_1").status == "succeeded"
+
+
 def test_updates_of_tasks_not_ours_are_ignored_and_success_is_told_once(
     tracker: TaskTracker, clock: Clock, succeeded: list[str]
 ) -> None:
@@ -268,3 +284,17 @@ def test_tasks_never_collected_do_not_pile_up(tracker: TaskTracker) -> None:
         tracker.outcome("task_0")  # the oldest, long abandoned
     tracker.submitted("task_new")
     assert tracker.done([f"task_{MAX_TRACKED + 4}", "task_new"]) == []
+
+
+def test_an_odd_task_in_the_list_reads_as_absent_parts_never_as_an_error() -> None:
+    origin = "https://sora.example"
+    body = {
+        "task_responses": [
+            {"status": "running"},  # no id: not a task we could follow
+            {"id": "t1", "status": "succeeded", "generations": [{"url": "http://[bad/x.png"}]},
+            {"id": "t2", "status": "succeeded", "generations": [{"url": "/g/2.png"}]},
+        ]
+    }
+    first, second = tasks_in(body, origin)
+    assert (first.id, first.generations) == ("t1", (Picture(None),))
+    assert second.generations[0].url == "https://sora.example/g/2.png"

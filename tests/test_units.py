@@ -110,6 +110,14 @@ def test_the_flags_come_from_the_tables() -> None:
         "--debug": "debug", "--backend": "backend", "--env-file": "env_file",
     }  # fmt: skip
     assert parser().parse_args([]).debug is None  # not given: the environment decides
+    # before the command as well as after it: the command's copy of a flag hides nothing
+    before = parser().parse_args(["--home", "/srv/a", "--debug", "run", "--inbox", "in"])
+    assert (before.home, before.debug, before.inbox, before.command) == (
+        "/srv/a",
+        "true",
+        "in",
+        "run",
+    )
 
 
 # -- inputs -----------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ CAPABILITIES = Capabilities(
     models=True,
     default_in_flight=1,
     max_in_flight=16,
+    busy_seconds=3.0,  # its calls return at once; a hung one ([instant:hang]) is stuck
 )
 
 

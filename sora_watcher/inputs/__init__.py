@@ -22,58 +22,31 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sora_watcher.inputs import chart
-from sora_watcher.inputs.chart import THEME_NAME, read_theme, theme_user
+from sora_watcher.inputs.chart import THEME_NAME, read_theme
 from sora_watcher.inputs.common import (
-    OPTION_KEYS,
-    SAFE_NAME,
-    TEXT_OPTIONS,
     InputError,
     Prompt,
     Reader,
     Rules,
     check_name,
     check_prompts,
-    decode_text,
-    job_options,
-    parse_json,
     read_bytes,
-    safe_folder,
-    too_long,
 )
 from sora_watcher.inputs.csv_rows import read_csv
-from sora_watcher.inputs.json_job import JOB_KEYS, read_job
+from sora_watcher.inputs.json_job import read_job
 from sora_watcher.inputs.text_lines import prompts_from_text, read_text
 
 __all__ = [
     "AFTER_FINISHED",
     "BY_NAME",
     "BY_SUFFIX",
-    "JOB_KEYS",
-    "OPTION_KEYS",
-    "SAFE_NAME",
-    "TEXT_OPTIONS",
-    "THEME_NAME",
     "InputError",
     "Prompt",
     "Reader",
     "Rules",
-    "check_name",
-    "check_prompts",
-    "decode_text",
     "finished",
-    "job_options",
-    "parse_json",
     "prompts_from_text",
-    "read_bytes",
-    "read_csv",
-    "read_job",
     "read_prompts",
-    "read_text",
-    "read_theme",
-    "reader_for",
-    "safe_folder",
-    "theme_user",
-    "too_long",
 ]
 
 # Names a reader claims before the suffix is looked at: a chart is a .json, but not a job.

@@ -198,8 +198,8 @@ class SoraWebDriver:
         self.tracker.track(task_ids)
         until = time.monotonic() + wait
         while True:
-            updates = self.api.updates(self.site.task_updates())
-            self.tracker.take(updates, time.monotonic())
+            seen_at = time.monotonic()  # before reading them: a duration never counts our work
+            self.tracker.take(self.api.updates(self.site.task_updates()), seen_at)
             self.tracker.poll_if_due(task_ids)
             now = time.monotonic()
             done = self.tracker.done(task_ids)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,13 +43,12 @@ def assert_one_image_each(home: Path, standin: StandIn, prompts: list[str]) -> N
 def test_three_in_flight_keep_their_order(home: Path, slow_standin: StandIn) -> None:
     prompts = [f"concurrent prompt {n}" for n in range(6)]
     drop(home / "inbox", "six.txt", "\n".join(prompts) + "\n")
-    started = time.monotonic()
     daemon = run_once(home, slow_standin, "once", SORA_CONCURRENCY="3")
-    elapsed = time.monotonic() - started
     assert daemon.process.returncode == 0, "\n".join(daemon.output)
     assert_one_image_each(home, slow_standin, prompts)
+    # three running at once on the site is what makes it faster than one at a time (a wall
+    # clock bound would measure the machine's load too: speed lives in the benchmarks)
     assert most_at_once(slow_standin, prompts) == 3
-    assert elapsed < 6 * slow_standin.delay, "faster than one at a time"
     logged = [m["prompt"] for line in log_lines(home) if (m := SUCCESS_LINE.match(line))]
     assert logged == prompts, "the log keeps the prompts' order"
 

@@ -33,12 +33,12 @@ from sora_driver.errors import PageError
 from sora_driver.locate import Profile
 from sora_driver.session import check_saved
 from sora_driver.site_page import SLICE_SECONDS, SitePage
-from sora_driver.sora_api import ASPECT_RATIOS, SoraApi, finished_task_error
+from sora_driver.sora_api import SoraApi, finished_task_error
 from sora_driver.tracker import TaskTracker
 from sora_watcher.backends.base import Generation, JobOptions
 from sora_watcher.errors import GenerationError, Interrupted
 
-__all__ = ["ASPECT_RATIOS", "DriverConfig", "SoraWebDriver"]
+__all__ = ["DriverConfig", "SoraWebDriver"]
 
 CLOCK_SLACK_SECONDS = 30.0  # our clock and the site's may disagree a little
 T = TypeVar("T")

@@ -22,14 +22,18 @@ from loguru import logger
 
 from sora_watcher import backends, logs
 from sora_watcher.backends.base import ImageBackend
-from sora_watcher.config import OPTIONS, ConfigError, Settings, resolve
+from sora_watcher.config import OPTIONS, ConfigError, Settings, resolve, sections
 from sora_watcher.daemon import Daemon, RunMode
 from sora_watcher.errors import CredentialsMissing, Interrupted
-from sora_watcher.folders import FolderLocked
+from sora_watcher.folders import FolderLocked, Folders, JobState
 from sora_watcher.inputs import InputError, read_prompts
 from sora_watcher.inputs.chart import load_template
 from sora_watcher.options import add_flags
+from sora_watcher.records import Records
+from sora_watcher.server.settings import ServiceSettings
+from sora_watcher.server.settings import from_settings as service_settings
 from sora_watcher.status import status
+from sora_watcher.submit import SubmitError, retry, retry_file
 
 EXIT_OK, EXIT_FAILED, EXIT_SESSION, EXIT_LOCKED, EXIT_USAGE = 0, 1, 2, 3, 64
 
@@ -62,8 +66,9 @@ def flags(default: object = None) -> argparse.ArgumentParser:
     """Every setting's flag, the backends' too (chosen or not), as a parent parser."""
     common = argparse.ArgumentParser(add_help=False)
     add_flags(common, OPTIONS, default=default)
-    for name, section in backends.sections().items():
-        add_flags(common, section, f"the {name} backend", default)
+    for name, section in sections().items():
+        title = "the HTTP service, webhooks, alerts" if name == "service" else f"the {name} backend"
+        add_flags(common, section, title, default)
     return common
 
 
@@ -94,6 +99,12 @@ def parser() -> argparse.ArgumentParser:
     status_command.add_argument(
         "--offline", action="store_true", help="do not ask the backend whether it accepts us"
     )
+    retry = commands.add_parser(
+        "retry", parents=[common], help="send failed jobs back into the inbox"
+    )
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("name", nargs="?", help="a job's id, or a file's name in failed/")
+    which.add_argument("--all", action="store_true", help="every file in failed/")
     return top
 
 
@@ -116,11 +127,14 @@ def cli(*args: str) -> int:
         settings = resolve(vars(options))
         load_template(settings.prompt_template)  # the chart plug-in's, checked with the rest
         capabilities = backends.load(settings.backend).capabilities(settings, environ())
+        service = service_settings(settings, environ())
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if options.command == "status":
         return status(settings, environ(), options.offline)
+    if options.command == "retry":
+        return retry_failed(settings, options.name, options.all)
     try:
         log_file = logs.setup(
             settings.logs, settings.debug, settings.log_rotation, settings.log_retention
@@ -140,10 +154,11 @@ def cli(*args: str) -> int:
             stop,
             capabilities,
             RunMode(options.command or "run"),
+            service,
         )
         if options.command == "generate":
             return generate(daemon, Path(options.prompt_file))
-        daemon.run()
+        run(daemon, service)
     except CredentialsMissing as exc:
         logs.credentials_missing(exc.detail)
         return EXIT_SESSION
@@ -160,6 +175,49 @@ def cli(*args: str) -> int:
         return EXIT_FAILED
     if options.command == "once" and daemon.unfinished:
         logger.error("{} input(s) did not end in processed/", daemon.unfinished)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def run(daemon: Daemon, service: ServiceSettings) -> None:
+    """The daemon, with the HTTP service beside it when it watches (``run``)."""
+    if daemon.mode is not RunMode.RUN or service.http is None:
+        daemon.run()
+        return
+    from sora_watcher.server.context import Context  # the web libraries load only here
+    from sora_watcher.server.runner import HttpService
+
+    http = HttpService(Context(daemon.settings, service, daemon.rules), service.http)
+    http.start()
+    try:
+        daemon.run()
+    finally:
+        http.close()
+
+
+def retry_failed(settings: Settings, name: str | None, every: bool) -> int:
+    """``sora-watcher retry NAME|--all``: failed jobs back into the inbox."""
+    folders = Folders.for_worker(
+        settings.inbox, settings.processing, settings.processed, settings.failed,
+        settings.images, settings.worker_id,
+    )  # fmt: skip
+    records = Records(settings.records)
+    folders.inbox.mkdir(parents=True, exist_ok=True)
+    try:
+        if every:
+            paths = folders.waiting(JobState.FAILED) if folders.failed.is_dir() else []
+        elif name is not None and (record := records.load(name)) is not None:
+            print(f"{name} -> {retry(record, records, folders).name}")
+            return EXIT_OK
+        else:
+            paths = [folders.failed / str(name)]
+            if not os.path.lexists(paths[0]):
+                print(f"{name}: no such job id, nor file in {folders.failed}", file=sys.stderr)
+                return EXIT_FAILED
+        for path in paths:
+            print(f"{path.name} -> {retry_file(path, records, folders).name}")
+    except SubmitError as exc:
+        print(str(exc), file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 

@@ -83,6 +83,10 @@ OPTIONS: Table = (
     Option("images", "SORA_IMAGES_DIR", "images", under_home,
            "folder for the images", "--images"),
     Option("logs", "SORA_LOGS_DIR", "logs", under_home, "folder of the log files", "--logs"),
+    Option("records", "SORA_RECORDS_DIR", "records", under_home,
+           "folder of the job records (what the API answers about each job)"),
+    Option("outbox", "SORA_OUTBOX_DIR", "outbox", under_home,
+           "folder of the webhook deliveries not yet made"),
     Option("timeout", "SORA_TIMEOUT", "60", seconds(1),
            "seconds one generation may take", "--timeout"),
     Option("max_retries", "SORA_MAX_RETRIES", "3", count(0),
@@ -136,6 +140,8 @@ class Settings:
     failed: Path
     images: Path
     logs: Path
+    records: Path
+    outbox: Path
     timeout: float
     max_retries: int
     retry_delay: float
@@ -173,7 +179,14 @@ def resolve(flags: Flags, environ: Mapping[str, str] = os.environ) -> Settings:
 
 def all_options() -> Table:
     """The common options and every backend's own: what ``.env.example`` documents."""
-    return OPTIONS + tuple(option for table in backends.sections().values() for option in table)
+    return OPTIONS + tuple(option for table in sections().values() for option in table)
+
+
+def sections() -> dict[str, Table]:
+    """The sections besides the common one: the service's, then each backend's."""
+    from sora_watcher.server import settings as service  # light: no web library
+
+    return {"service": service.OPTIONS, **{str(k): v for k, v in backends.sections().items()}}
 
 
 def concurrency_for(settings: Settings, most: int, default: int) -> int:

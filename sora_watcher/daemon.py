@@ -21,7 +21,8 @@ from pathlib import Path
 
 from loguru import logger
 
-from sora_watcher import logs
+from sora_watcher import logs, metrics
+from sora_watcher.alerts import Alerts
 from sora_watcher.backends.base import Capabilities
 from sora_watcher.config import Settings, concurrency_for
 from sora_watcher.errors import CredentialsMissing, GenerationError, Interrupted, QueueStopError
@@ -29,11 +30,15 @@ from sora_watcher.folders import Folders, JobState, hold_lock
 from sora_watcher.in_flight import InFlight
 from sora_watcher.inputs import Prompt, Rules
 from sora_watcher.inputs.chart import load_template
+from sora_watcher.job_view import describe
 from sora_watcher.jobs import Jobs
 from sora_watcher.journal import SUFFIX, Journal, PromptState
+from sora_watcher.outbox import Outbox
 from sora_watcher.pauses import POLL_SECONDS, Pauses
 from sora_watcher.pipeline import Pipeline, RetryPolicy
 from sora_watcher.quota import DailyCount
+from sora_watcher.records import Record, Records
+from sora_watcher.server.settings import ServiceSettings, read_settings
 from sora_watcher.service import STATUS_FILE, Board, Heartbeat, notify
 from sora_watcher.steps import BackendFactory, Steps
 from sora_watcher.watch import Intake
@@ -61,8 +66,10 @@ class Daemon:
         stop: threading.Event,
         capabilities: Capabilities,
         mode: RunMode | str = RunMode.RUN,  # a RunMode, or its value: the command's name
+        service: ServiceSettings | None = None,  # None: the defaults (webhooks, alerts off)
     ) -> None:
         self.settings = settings
+        service = service or read_settings({}, {}, settings.home)
         self.capabilities = capabilities
         self.stop = stop
         self.mode = RunMode(mode)
@@ -93,7 +100,13 @@ class Daemon:
             self.workdir = settings.processing / f"generate-{uuid.uuid4().hex[:12]}"
         self.board = Board(self.workdir / STATUS_FILE)
         moves_inputs = self.mode is not RunMode.GENERATE
-        self.jobs = Jobs(settings, self.folders, self.rules, capabilities, moves_inputs)
+        # Who asked is told of each job's end (webhooks); a person, of each pause (alerts).
+        self.outbox = Outbox(settings.outbox, service)
+        self.alerts = Alerts(service.notify, settings.worker_id)
+        records = Records(settings.records) if moves_inputs else None
+        self.jobs = Jobs(
+            settings, self.folders, self.rules, capabilities, moves_inputs, records, self.ended
+        )
         today = DailyCount(settings.images, settings.daily_limit)
         steps = Steps(settings, make_backend, capabilities, self.board, today)
         most = concurrency_for(settings, capabilities.max_in_flight, capabilities.default_in_flight)
@@ -119,6 +132,7 @@ class Daemon:
                 logger.info("resuming {} left in processing/", path.name)
                 self.intake.offer(path)
             self.intake.start(watch=self.mode is RunMode.RUN)
+            self.outbox.start(self.stop)
             logger.info("watching {}", self.folders.inbox)
             self.ready()
             self.board.set("idle")
@@ -130,6 +144,8 @@ class Daemon:
             self.heartbeat.stop()
             self.intake.stop()
             self.pipeline.close()
+            self.outbox.close()
+            self.alerts.close()
             self.board.set("stopped")
             os.close(lock)
             logger.info("stopped")
@@ -148,7 +164,9 @@ class Daemon:
                 logs.credentials_missing(exc.detail)
                 self.ready()  # up, and saying why it waits
                 self.board.set("paused", f"{exc.name}: {exc.detail}")
+                self.alerts.paused(exc.name, exc.detail, exc.resume.hint)
                 self.pauses.wait_to_resume(exc.resume)
+                self.alerts.resumed()
             except GenerationError as exc:
                 logger.error(
                     "{} at start-up ({}); the first input tries again", exc.name, exc.detail
@@ -235,6 +253,11 @@ class Daemon:
         if journal is not None:
             self.pipeline.add(journal)
 
+    def ended(self, record: Record) -> None:
+        """A job ended: its webhooks are on disk before its input moves (see Jobs)."""
+        self.outbox.announce(record, describe(record, self.settings.images))
+        metrics.job_ended(record.state.value)
+
     def pause(self, error: QueueStopError) -> None:
         """Stop taking work until the cause is gone; no input is blamed for it."""
         self.pipeline.held_stop = None  # this is the pause it held, if it held one
@@ -242,6 +265,7 @@ class Daemon:
         if error.resume.hint:
             logger.error("{}", error.resume.hint)
         self.board.set("paused", f"{error.name}: {error.detail}")
+        self.alerts.paused(error.name, error.detail, error.resume.hint)
         self.pipeline.close()
         if not self.mode.waits:  # nobody will fix it while we wait: stop, the input stays
             self.jobs.unfinished += 1
@@ -249,6 +273,7 @@ class Daemon:
             raise Interrupted()
         self.pauses.wait_to_resume(error.resume)
         logger.info("queue resumed")
+        self.alerts.resumed()
 
 
 def clean_up_after_crash(processing: Path) -> None:

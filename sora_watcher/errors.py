@@ -187,3 +187,20 @@ class Interrupted(BaseException):
     A ``BaseException``, like ``KeyboardInterrupt``: a broad ``except Exception`` never
     swallows a stop.
     """
+
+
+HINTS = {  # what to do, by the error's class; others: see what_to_do
+    "InputError": "fix this entry and drop the rest again in a new file.",
+    "InvalidRequest": "the service refused an option of this entry: fix it and drop it again.",
+    "ContentRejected": "the service refused this prompt: reword it.",
+    "OverDailyLimit": "ask for fewer variants, or raise SORA_DAILY_LIMIT.",
+}
+
+
+def what_to_do(error_class: str, attempts: int) -> str:
+    """The advice for a prompt that failed with ``error_class`` after ``attempts`` retries."""
+    return HINTS.get(error_class) or (
+        "the backend did not manage it after several tries: drop the file again later."
+        if attempts > 0
+        else "the service refused this prompt: reword it."
+    )

@@ -9,6 +9,8 @@ failed/ with the reason, and the daemon goes on.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from loguru import logger
@@ -16,17 +18,13 @@ from loguru import logger
 from sora_watcher import inputs, logs
 from sora_watcher.backends.base import Capabilities
 from sora_watcher.config import Settings
+from sora_watcher.errors import what_to_do
 from sora_watcher.folders import Folders, JobState
 from sora_watcher.images import images_folder
 from sora_watcher.inputs import InputError, Rules, read_prompts
+from sora_watcher.job_view import prompt_record
 from sora_watcher.journal import Journal, PromptState
-
-HINTS = {  # what to do, by the error's class; others: see failure_report
-    "InputError": "fix this entry and drop the rest again in a new file.",
-    "InvalidRequest": "the service refused an option of this entry: fix it and drop it again.",
-    "ContentRejected": "the service refused this prompt: reword it.",
-    "OverDailyLimit": "ask for fewer variants, or raise SORA_DAILY_LIMIT.",
-}
+from sora_watcher.records import JobStatus, PromptRecord, Record, Records, new_id, untag
 
 
 class Jobs:
@@ -37,6 +35,8 @@ class Jobs:
         rules: Rules,
         capabilities: Capabilities,
         moves_inputs: bool,
+        records: Records | None = None,
+        on_end: Callable[[Record], None] | None = None,
     ) -> None:
         self.settings = settings
         self.folders = folders
@@ -44,6 +44,8 @@ class Jobs:
         self.capabilities = capabilities
         self.moves_inputs = moves_inputs  # False for `generate`: its prompt file stays put
         self.unfinished = 0  # inputs that did not end in processed/ (for `once`)
+        self.records = records  # None for `generate`: its file is no job of the queue
+        self.on_end = on_end or (lambda record: None)  # a job ended: tell who asked (webhooks)
 
     def open(self, path: Path) -> Journal | None:
         """Claim an input (or take one left in processing/); its journal, if it has work."""
@@ -88,21 +90,75 @@ class Jobs:
     def start(self, claimed: Path, name: str) -> Journal | None:
         """A new journal for a new input; ``name``: its name in the inbox."""
         logger.info("processing {}", claimed.name)
+        job_id, name = untag(name)  # the id stays in the file's name, the reader sees the rest
+        record = self.take_record(job_id, name, claimed)
         try:
             prompts = read_prompts(claimed, self.rules, name=name)
         except (InputError, OSError) as exc:
-            self.fail_unreadable(claimed, str(exc))
+            self.fail_unreadable(claimed, str(exc), record)
             return None
-        journal = Journal.start(claimed, prompts, name=name)
+        done = {} if record is None else record.images_made()  # a retry makes only the rest
+        job = None if record is None else record.id
+        journal = Journal.start(claimed, prompts, name=name, job_id=job, done=done)
         for entry in journal.entries:
             if entry.error is not None:
                 logs.failure(entry.text, entry.error["class"], entry.error["detail"])
         return journal
 
-    def fail_unreadable(self, claimed: Path, reason: str) -> None:
-        final = self.folders.finish(claimed, JobState.FAILED, f"{claimed.name}: {reason}\n")
+    def fail_unreadable(self, claimed: Path, reason: str, record: Record | None = None) -> None:
+        report = f"{claimed.name}: {reason}\n"
+        if record is None:
+            record = self.take_record(*untag(claimed.name), claimed)
+        if record is not None:
+            self.end_record(record, JobStatus.FAILED, [], report)
+        final = self.folders.finish(claimed, JobState.FAILED, report)
+        self.record_final(record, final)
         logger.error("{} moved to {}: {}", claimed.name, final, reason)
         self.unfinished += 1
+
+    # -- its record (see records) ---------------------------------------------------------------
+
+    def take_record(self, job_id: str | None, name: str, claimed: Path) -> Record | None:
+        """The job's record, marked as processing (a new one for an input dropped by hand)."""
+        if self.records is None:
+            return None
+        record = self.records.load(job_id) if job_id else None
+        if record is None:
+            record = Record(job_id or new_id(), name, "inbox")
+        record.state, record.started_at, record.finished_at = (
+            JobStatus.PROCESSING,
+            time.time(),
+            None,
+        )
+        record.runs += 1
+        record.claimed = str(claimed)
+        self.records.save(record)
+        return record
+
+    def end_record(
+        self, record: Record, state: JobStatus, prompts: list[PromptRecord], reason: str | None
+    ) -> None:
+        """Written before the input moves: a crash after it runs this again, and the same
+        event (the same webhook id) is announced again rather than lost."""
+        assert self.records is not None
+        record.state, record.prompts, record.reason = state, prompts, reason
+        record.finished_at = time.time()
+        self.records.save(record)
+        self.on_end(record)
+
+    def record_final(self, record: Record | None, final: Path) -> None:
+        if record is not None and self.records is not None:
+            record.final = str(final)
+            self.records.save(record)
+
+    def record_of(self, journal: Journal) -> Record | None:
+        if self.records is None:
+            return None
+        record = self.records.load(journal.job_id) if journal.job_id else None
+        if record is None:  # a journal from before records: its record starts now
+            record = self.take_record(None, journal.input_name, journal.input_path)
+            journal.job_id = record.id if record else None
+        return record
 
     def finish(self, journal: Journal) -> None:
         """Move the input to its last folder; the journal goes once the move is done."""
@@ -118,6 +174,11 @@ class Jobs:
             journal.save()
 
         state = JobState(journal.outcome)
+        record = self.record_of(journal)
+        if record is not None:
+            ended = JobStatus.FAILED if state is JobState.FAILED else JobStatus.DONE
+            prompts = [prompt_record(entry) for entry in journal.entries]
+            self.end_record(record, ended, prompts, journal.reason)
         first = journal.entries[0]
         if state is JobState.PROCESSED and first.images:
             image = images_folder(self.settings.images, first.folder) / first.images[-1]
@@ -125,6 +186,7 @@ class Jobs:
         if not self.moves_inputs:
             return
         final = self.folders.finish(claimed, state, journal.reason, journal.final, remember)
+        self.record_final(record, final)
         journal.remove()
         if failures:
             self.unfinished += 1
@@ -151,11 +213,7 @@ def failure_report(journal: Journal) -> str:
         if entry.error is None:
             lines.append(f"line {entry.line}: done ({', '.join(entry.images)})")
             continue
-        hint = HINTS.get(entry.error["class"]) or (
-            "the backend did not manage it after several tries: drop the file again later."
-            if entry.attempts > 0
-            else "the service refused this prompt: reword it."
-        )
+        hint = what_to_do(entry.error["class"], entry.attempts)
         lines.append(
             f"line {entry.line}: {entry.error['class']}: {entry.error['detail']}\n"
             f"  prompt: {entry.text}\n  what to do: {hint}"

@@ -134,6 +134,7 @@ class Journal:
     outcome: str | None = None  # "processed" | "failed", once every prompt is finished
     final: str | None = None  # the input's name in its last folder, written before the move
     reason: str | None = None  # the text of <name>.error.txt
+    job_id: str | None = None  # its record (see records); None in a journal older than them
     # Changes appended since the snapshot; None: the file cannot take one more (not written
     # yet, written in the old format, or ending in a torn line), the next save rewrites it.
     appended: int | None = field(default=None, init=False, repr=False, compare=False)
@@ -158,10 +159,22 @@ class Journal:
         return claimed.with_name(claimed.name + SUFFIX)
 
     @classmethod
-    def start(cls, claimed: Path, prompts: list[Prompt], name: str | None = None) -> Journal:
-        """``name``: the input's name in the inbox (the claim may have numbered it)."""
+    def start(
+        cls,
+        claimed: Path,
+        prompts: list[Prompt],
+        name: str | None = None,
+        job_id: str | None = None,
+        done: dict[tuple[int, str], list[str]] | None = None,
+    ) -> Journal:
+        """``name``: the input's name as read (the claim may have numbered it); ``done``: the
+        images of prompts (by line and text) an earlier run already made, not made again."""
         entries = [Entry.of(prompt) for prompt in prompts]
-        journal = cls(cls.path_for(claimed), name or claimed.name, entries)
+        for entry in entries:
+            images = (done or {}).get((entry.line, entry.text))
+            if images and entry.error is None:
+                entry.state, entry.images = PromptState.DONE, images
+        journal = cls(cls.path_for(claimed), name or claimed.name, entries, job_id=job_id)
         journal.write_snapshot()
         return journal
 
@@ -216,6 +229,7 @@ class Journal:
             "input_name": self.input_name,
             "entries": [entry.to_dict() for entry in self.entries],
             "created_at": self.created_at,
+            "job_id": self.job_id,
             **{name: getattr(self, name) for name in JOURNAL_FIELDS},
         }
         write_atomically(self.path, encode(data))

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from loguru import logger
 
-from sora_watcher import logs, pngmeta
+from sora_watcher import logs, metrics, pngmeta
 from sora_watcher.backends.base import Capabilities, Generation, ImageBackend
 from sora_watcher.config import Settings
 from sora_watcher.errors import DownloadFailed, GenerationError, PermanentError, Unreachable
@@ -162,6 +162,7 @@ class Steps:
             shown = logs.relative(path, self.settings.home)
             seconds = staged.metadata.get("duration_s", finished - started)  # as the sidecar says
             logs.success(entry.text, shown, float(seconds))
+            metrics.image_made(float(seconds))
             self.board.succeeded(entry.text, shown)
             source = str(journal.input_path)
             self.on_success.run(str(path), source, entry.text, task_id=entry.task_id or "")
@@ -175,5 +176,6 @@ class Steps:
         entry.error = {"class": error.name, "detail": error.detail}
         journal.save(entry)
         logs.failure(entry.text, error.name, error.detail)
+        metrics.prompt_failed(error.name)
         self.board.failed(entry.text, f"{error.name}: {error.detail}")
         self.on_failure.run("", str(journal.input_path), entry.text, error=error.name)

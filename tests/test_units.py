@@ -107,7 +107,7 @@ def test_the_flags_come_from_the_tables() -> None:
         "--failed": "failed", "--logs": "logs", "--session-file": "session_file",
         "--base-url": "base_url", "--timeout": "timeout", "--max-retries": "max_retries",
         "--browser-path": "browser_path", "--selectors": "selectors", "--headed": "headless",
-        "--debug": "debug", "--backend": "backend", "--env-file": "env_file",
+        "--debug": "debug", "--backend": "backend", "--env-file": "env_file", "--http": "http",
     }  # fmt: skip
     assert parser().parse_args([]).debug is None  # not given: the environment decides
     # before the command as well as after it: the command's copy of a flag hides nothing
@@ -542,7 +542,7 @@ def env_example_sections() -> dict[str, dict[str, str]]:
     sections: dict[str, dict[str, str]] = {"": {}}
     section = ""
     for line in (Path(__file__).parent.parent / ".env.example").read_text("utf-8").splitlines():
-        if header := re.match(r"# --- The (\w+) backend", line):
+        if header := re.match(r"# --- The (\w+) (?:backend|section)", line):
             section = header[1]
             sections[section] = {}
         elif assignment := re.match(r"([A-Z][A-Z0-9_]*)=(.*)", line):
@@ -551,10 +551,9 @@ def env_example_sections() -> dict[str, dict[str, str]]:
 
 
 def test_every_setting_is_documented_in_env_example_in_its_section() -> None:
-    from sora_watcher import backends
-    from sora_watcher.config import OPTIONS
+    from sora_watcher.config import OPTIONS, sections
 
-    tables = {"": OPTIONS, **{str(name): table for name, table in backends.sections().items()}}
+    tables = {"": OPTIONS, **sections()}
     sections = env_example_sections()
     declared = {
         name: {option.env: option.default for option in table}

@@ -1,0 +1,178 @@
+"""The job record: what a program that submitted an input can ask about it, for as long as it
+likes: ``records/<id>.json``, one file per job.
+
+The journal says how far each prompt went while its input is worked on, and goes with the
+input; the record stays. It is written at three moments, each time whole and atomically:
+
+    queued (the API wrote the input)  ->  processing (claimed)  ->  done | failed (finished)
+
+A job's id travels in the name of its input: ``job_<hex>--<name>``, so the claim, a restart
+or a retry never lose it, and the reader of the input sees ``<name>`` (``theme_alice.json``
+stays a chart). An input dropped by hand gets its id when it is claimed, and its record then.
+
+Ids are made here and checked here: an id that does not match ``ID`` is refused before it
+comes near a path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from sora_watcher.atomic import write_atomically
+
+ID = re.compile(r"job_[0-9a-f]{20}")
+TAGGED_NAME = re.compile(r"(?P<id>job_[0-9a-f]{20})--(?P<name>.+)")
+KEYS_FOLDER = "keys"  # Idempotency-Key -> job id
+
+
+class JobStatus(str, Enum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def ended(self) -> bool:
+        return self in (JobStatus.DONE, JobStatus.FAILED)
+
+
+def new_id() -> str:
+    return "job_" + secrets.token_hex(10)
+
+
+def tag(job_id: str, name: str) -> str:
+    """The input's name with its job's id in front: how the id travels with the file."""
+    return f"{job_id}--{name}"
+
+
+def untag(name: str) -> tuple[str | None, str]:
+    """The job id a name carries (or None), and the name the input is read under."""
+    match = TAGGED_NAME.fullmatch(name)
+    if match is None:
+        return None, name
+    return match["id"], match["name"]
+
+
+@dataclass
+class PromptRecord:
+    line: int
+    text: str
+    state: str  # a PromptState's value
+    images: list[str] = field(default_factory=list)  # paths under images/
+    error: dict[str, str] | None = None  # {"class", "detail"}
+    hint: str | None = None  # what to do about the error
+
+
+@dataclass
+class Record:
+    id: str
+    name: str  # the input's name as read (without the id)
+    source: str  # "api" or "inbox"
+    state: JobStatus = JobStatus.QUEUED
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    runs: int = 0  # times it was claimed: a retry or a restart adds one
+    ends: int = 0  # times it ended: each end is one webhook event
+    callback_url: str | None = None
+    claimed: str | None = None  # where the input is worked on, relative to SORA_HOME
+    final: str | None = None  # where the input ended, relative to SORA_HOME
+    prompts: list[PromptRecord] = field(default_factory=list)
+    reason: str | None = None  # the failure report (the text of <name>.error.txt)
+
+    def images_made(self) -> dict[tuple[int, str], list[str]]:
+        """The image names of the prompts a run before made, by (line, text)."""
+        return {
+            (p.line, p.text): [Path(image).name for image in p.images]
+            for p in self.prompts
+            if p.state == "done" and p.images
+        }
+
+    @property
+    def file(self) -> str:
+        """The input's name in the folders: with its id in front."""
+        return tag(self.id, self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        data = dict(data)
+        data["state"] = JobStatus(data["state"])
+        data["prompts"] = [PromptRecord(**p) for p in data.get("prompts", [])]
+        return cls(**data)
+
+
+class Records:
+    """The records folder. Every write is whole and atomic; a reader never sees half a record."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, job_id: str) -> Path:
+        if not ID.fullmatch(job_id):
+            raise KeyError(job_id)
+        return self.folder / f"{job_id}.json"
+
+    def save(self, record: Record) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(record.to_dict(), indent=1)  # ASCII: a lone surrogate has no UTF-8
+        write_atomically(self.path(record.id), data.encode("utf-8"))
+
+    def load(self, job_id: str) -> Record | None:
+        """The record of ``job_id``; None if there is none (or the id is malformed)."""
+        try:
+            data = json.loads(self.path(job_id).read_text("utf-8"))
+            return Record.from_dict(data)
+        except (KeyError, FileNotFoundError):
+            return None
+
+    def all(self) -> Iterator[Record]:
+        """Every record, in no order; one that cannot be read is skipped."""
+        if not self.folder.is_dir():
+            return
+        for path in self.folder.glob("job_*.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                yield Record.from_dict(json.loads(path.read_text("utf-8")))
+
+    def newest(self, state: JobStatus | None = None, limit: int = 50) -> list[Record]:
+        chosen = [r for r in self.all() if state is None or r.state is state]
+        chosen.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return chosen[:limit]
+
+    # -- Idempotency-Key ------------------------------------------------------------------------
+
+    def key_path(self, key: str) -> Path:
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        return self.folder / KEYS_FOLDER / f"{digest}.json"
+
+    def remember_key(self, key: str, job_id: str, body_digest: str) -> tuple[str, str]:
+        """Bind ``key`` to ``job_id``, unless it is bound already: the (job id, body digest)
+        it is bound to. The first to bind wins, even against another process (``os.link``)."""
+        path = self.key_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps({"id": job_id, "body": body_digest}).encode("utf-8")
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        write_atomically(temporary, data)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            bound = json.loads(path.read_text("utf-8"))
+            return str(bound["id"]), str(bound["body"])
+        finally:
+            temporary.unlink()
+        return job_id, body_digest

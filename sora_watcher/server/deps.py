@@ -1,0 +1,22 @@
+"""The dependencies the routes declare: the context, and the guard of protected routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from sora_watcher.server.auth import guard
+from sora_watcher.server.context import Context
+
+
+def context(request: Request) -> Context:
+    found: Context = request.app.state.context
+    return found
+
+
+Ctx = Annotated[Context, Depends(context)]
+
+
+def protected(request: Request, ctx: Ctx) -> None:
+    guard(request, ctx)

@@ -1,0 +1,159 @@
+"""The ways into the queue besides dropping a file: a job submitted through the API, and a
+failed job sent back. Both end as a file in ``inbox/``, so that the inbox stays the one way in
+and everything the daemon promises for a dropped file (a claim, a journal, crash safety) holds.
+
+A submission is checked with the same readers and rules as a file in the inbox, before it is
+written, so that a bad one is refused with the same message instead of ending in failed/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from sora_watcher.atomic import write_atomically
+from sora_watcher.folders import Folders, move_without_overwrite
+from sora_watcher.inputs import InputError, Rules, reader_for
+from sora_watcher.inputs.common import check_name, check_prompts, safe_folder
+from sora_watcher.records import JobStatus, Record, Records, new_id, tag, untag
+
+JOB_NAME = "job.json"  # the name a submitted JSON job is read under
+
+
+class SubmitError(Exception):
+    """What is wrong with a submission or a retry; the message says what to fix."""
+
+    def __init__(self, message: str, field: str | None = None, status: int = 422) -> None:
+        super().__init__(message)
+        self.field = field  # the body's field at fault, when one is
+        self.status = status  # the HTTP status it answers with
+
+
+@dataclass(frozen=True)
+class Submitted:
+    record: Record
+    created: bool  # False: an earlier request with the same Idempotency-Key made it
+
+
+def as_input(body: dict[str, Any]) -> tuple[str, bytes]:
+    """The file a submission stands for: its name and its bytes."""
+    job = {key: value for key, value in body.items() if key != "callback_url"}
+    if "chart" in job:
+        user = safe_folder(job.pop("user", None), "user")
+        if job.keys() != {"chart"}:
+            extra = ", ".join(sorted(job.keys() - {"chart"}))
+            raise InputError(f"a chart job has only chart, user and callback_url, not {extra}")
+        return f"theme_{user}.json", json.dumps(job["chart"]).encode()
+    return JOB_NAME, json.dumps(job).encode()  # ASCII: a lone surrogate has no UTF-8
+
+
+def check(name: str, data: bytes, rules: Rules) -> None:
+    """The inbox's rules: the same reader, the same limits, the same messages."""
+    check_name(name)
+    if len(data) > rules.max_bytes:
+        raise InputError(
+            f"the job is {len(data)} bytes, over the limit of {rules.max_bytes} "
+            "(SORA_MAX_INPUT_BYTES)"
+        )
+    check_prompts(reader_for(name)(name, data, rules), rules)
+
+
+def digest(body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def submit(
+    body: dict[str, Any],
+    rules: Rules,
+    records: Records,
+    inbox: Path,
+    idempotency_key: str | None = None,
+) -> Submitted:
+    """Check a job, then write it into the inbox: its record first (so the daemon that claims
+    it finds it), then the file, atomically (a hidden temporary name, then a rename)."""
+    try:
+        name, data = as_input(body)
+        check(name, data, rules)
+    except InputError as exc:
+        raise SubmitError(str(exc), field_of(str(exc), body)) from None
+    record = Record(new_id(), name, "api", callback_url=body.get("callback_url"))
+    if idempotency_key is not None:
+        bound, bound_digest = records.remember_key(idempotency_key, record.id, digest(body))
+        if bound != record.id:
+            if bound_digest != digest(body):
+                raise SubmitError(
+                    "this Idempotency-Key was used for another job: use a new key for a new job",
+                    "Idempotency-Key",
+                    409,
+                )
+            earlier = records.load(bound)
+            return Submitted(earlier or Record(bound, name, "api"), created=False)
+    records.save(record)
+    inbox.mkdir(parents=True, exist_ok=True)
+    write_atomically(inbox / record.file, data)
+    logger.info("job {} queued ({})", record.id, name)
+    return Submitted(record, created=True)
+
+
+def field_of(message: str, body: dict[str, Any]) -> str | None:
+    """The body's field a reader's message is about, when it names one."""
+    for key in sorted(body, key=len, reverse=True):
+        if key in message:
+            return key
+    return "prompt" if "prompt" in message else None
+
+
+# -- retry ------------------------------------------------------------------------------------
+
+
+def retry(record: Record, records: Records, folders: Folders) -> Path:
+    """A failed job back into the inbox, under its tagged name so that it keeps its id; the
+    prompts it already made are not made again (see ``Record.images_made``)."""
+    if record.state is not JobStatus.FAILED:
+        raise SubmitError(
+            f"job {record.id} is {record.state.value}: only a failed job is retried", status=409
+        )
+    source = failed_file(record, folders)
+    if source is None:
+        raise SubmitError(
+            f"job {record.id}: its input is no longer in {folders.failed}", status=409
+        )
+    record.state = JobStatus.QUEUED
+    records.save(record)  # before the move: the daemon may claim it at once
+    target = move_without_overwrite(source, folders.inbox / record.file)
+    Path(f"{source}.error.txt").unlink(missing_ok=True)  # the old failure's report
+    logger.info("job {} sent back to the inbox as {}", record.id, target.name)
+    return target
+
+
+def failed_file(record: Record, folders: Folders) -> Path | None:
+    candidates = [Path(record.final)] if record.final else []
+    candidates += [folders.failed / record.file, folders.failed / record.name]
+    for path in candidates:
+        if path.parent == folders.failed and os.path.lexists(path):
+            return path
+    return None
+
+
+def retry_file(path: Path, records: Records, folders: Folders) -> Path:
+    """A file of failed/ back into the inbox: through its job's record if it has one."""
+    job_id, _ = untag(path.name)
+    record = records.load(job_id) if job_id else None
+    if record is None:
+        record = next((r for r in records.all() if r.final and Path(r.final) == path), None)
+    if record is not None and record.state is JobStatus.FAILED:
+        return retry(record, records, folders)
+    target = move_without_overwrite(path, folders.inbox / path.name)
+    Path(f"{path}.error.txt").unlink(missing_ok=True)
+    logger.info("{} sent back to the inbox", path.name)
+    return target
+
+
+__all__ = ["SubmitError", "Submitted", "retry", "retry_file", "submit", "tag"]

@@ -14,6 +14,7 @@ An Apprise URL often carries a token or a password: only its scheme is ever show
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -43,7 +44,10 @@ class Target:
 
 
 def scheme_of(url: str) -> str:
-    return url.split("://", 1)[0].lower() if "://" in url else ""
+    """``mailto`` of ``mailto://...``; "" when what comes before ``://`` is no scheme (it
+    might be a pasted secret)."""
+    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]{0,31})://", url)
+    return match[1].lower() if match else ""
 
 
 def target(index: int, url: str) -> Target:

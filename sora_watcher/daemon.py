@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 import uuid
 from enum import Enum
 from pathlib import Path
@@ -112,6 +113,10 @@ class Daemon:
         most = concurrency_for(settings, capabilities.max_in_flight, capabilities.default_in_flight)
         retry = RetryPolicy(settings.max_retries, settings.retry_delay)
         self.pipeline = Pipeline(steps, InFlight(most), retry, self.board, self.pauses.wait)
+        # Since when the queue has been paused, until work shows it has really resumed: a
+        # pause whose cause is still there pauses again at once, and must not be announced
+        # as resumed every few minutes.
+        self.paused_since: float | None = None
 
     @property
     def unfinished(self) -> int:
@@ -144,6 +149,8 @@ class Daemon:
             self.heartbeat.stop()
             self.intake.stop()
             self.pipeline.close()
+            if self.mode is RunMode.ONCE:
+                self.outbox.deliver_due()  # one try now; what fails waits for the next start
             self.outbox.close()
             self.alerts.close()
             self.board.set("stopped")
@@ -157,6 +164,7 @@ class Daemon:
         while True:
             try:
                 self.pipeline.steps.backend()
+                self.resumed()
                 return
             except CredentialsMissing as exc:
                 if not self.mode.waits:
@@ -165,8 +173,8 @@ class Daemon:
                 self.ready()  # up, and saying why it waits
                 self.board.set("paused", f"{exc.name}: {exc.detail}")
                 self.alerts.paused(exc.name, exc.detail, exc.resume.hint)
+                self.paused_since = self.paused_since or time.time()
                 self.pauses.wait_to_resume(exc.resume)
-                self.alerts.resumed()
             except GenerationError as exc:
                 logger.error(
                     "{} at start-up ({}); the first input tries again", exc.name, exc.detail
@@ -210,6 +218,7 @@ class Daemon:
                     if self.mode is RunMode.ONCE and self.intake.idle():
                         return False
                     self.board.set("idle")
+                    self.resumed()  # nothing left to try: nothing says the cause is back
                     return True
             self.work()
         except Interrupted:
@@ -237,6 +246,9 @@ class Daemon:
             self.jobs.finish(journal)
             if not pipeline.active:
                 self.board.set("idle")
+        success = self.board.last_success
+        if success is not None and success["time"] >= (self.paused_since or float("inf")):
+            self.resumed()
         if pipeline.held_stop is not None and not pipeline.paid_work_pending():
             self.pause(pipeline.held_stop)  # the images already paid for are in images/ first
         delay = pipeline.until_next_retry()
@@ -252,6 +264,12 @@ class Daemon:
         journal = self.jobs.open(path)
         if journal is not None:
             self.pipeline.add(journal)
+
+    def resumed(self) -> None:
+        """Work went on after a pause: say so, once."""
+        if self.paused_since is not None:
+            self.paused_since = None
+            self.alerts.resumed()
 
     def ended(self, record: Record) -> None:
         """A job ended: its webhooks are on disk before its input moves (see Jobs)."""
@@ -271,9 +289,9 @@ class Daemon:
             self.jobs.unfinished += 1
             self.stop.set()
             raise Interrupted()
+        self.paused_since = self.paused_since or time.time()
         self.pauses.wait_to_resume(error.resume)
         logger.info("queue resumed")
-        self.alerts.resumed()
 
 
 def clean_up_after_crash(processing: Path) -> None:

@@ -83,8 +83,7 @@ class Record:
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
-    runs: int = 0  # times it was claimed: a retry or a restart adds one
-    ends: int = 0  # times it ended: each end is one webhook event
+    runs: int = 0  # times it was claimed from the inbox (a retry adds one; a restart does not)
     callback_url: str | None = None
     claimed: str | None = None  # where the input is worked on, relative to SORA_HOME
     final: str | None = None  # where the input ended, relative to SORA_HOME

@@ -16,6 +16,7 @@ from typing import Any
 from sora_watcher import backends
 from sora_watcher.config import Settings
 from sora_watcher.folders import is_ignored
+from sora_watcher.outbox import counts
 from sora_watcher.quota import todays_images, tokens
 from sora_watcher.service import STATUS_FILE, Board
 
@@ -85,10 +86,19 @@ def report(settings: Settings, environ: Mapping[str, str], offline: bool) -> tup
     limit = f" of {settings.daily_limit} (SORA_DAILY_LIMIT)" if settings.daily_limit else ""
     billed = tokens(today)
     lines.append(f"today: {len(today)} image(s){limit}" + (f", {billed} tokens" if billed else ""))
+    lines.append(webhooks_line(settings.outbox))
     backend_lines, backend_ok = backends.load(settings.backend).status(settings, environ, offline)
     lines += backend_lines
     healthy = healthy and backend_ok
     return lines, healthy
+
+
+def webhooks_line(outbox: Path) -> str:
+    waiting = counts(outbox) if outbox.is_dir() else {"pending": 0, "failed": 0}
+    line = f"webhooks: {waiting['pending']} pending, {waiting['failed']} failed"
+    if waiting["failed"]:
+        line += f" (given up on, kept in {outbox / 'failed'})"
+    return line
 
 
 def last_outcome(title: str, outcomes: list[dict[str, Any] | None], key: str) -> list[str]:

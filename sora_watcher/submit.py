@@ -103,11 +103,13 @@ def submit(
 
 
 def field_of(message: str, body: dict[str, Any]) -> str | None:
-    """The body's field a reader's message is about, when it names one."""
-    for key in sorted(body, key=len, reverse=True):
-        if key in message:
-            return key
-    return "prompt" if "prompt" in message else None
+    """The body's field a reader's message is about: the first one it names."""
+    named = [(message.find(key), key) for key in body if key in message]
+    if named:
+        return min(named)[1]
+    if "prompt" in message:  # "no prompt in this file", "line 2: the prompt has ..."
+        return "prompts" if "prompts" in body else "prompt"
+    return None
 
 
 # -- retry ------------------------------------------------------------------------------------

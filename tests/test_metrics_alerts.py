@@ -129,7 +129,9 @@ def test_a_receiver_that_is_down_is_logged_and_the_others_still_told(
     assert not any("s3cret" in line for line in warnings)
 
 
-@pytest.mark.parametrize("url", ["nosuchservice://user:s3cret@host/path", "s3cret-token"])
+@pytest.mark.parametrize(
+    "url", ["nosuchservice://user:s3cret@host/path", "s3cret-token", "user:s3cret@x://y"]
+)
 def test_an_url_apprise_cannot_read_is_refused_without_showing_it(url: str) -> None:
     with pytest.raises(ValueError, match="SORA_NOTIFY") as refused:
         Alerts(("json://127.0.0.1:9/", url), "w1")

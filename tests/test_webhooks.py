@@ -76,7 +76,7 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     @property
     def url(self) -> str:
@@ -131,7 +131,9 @@ def wait_until(condition: Any, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def test_a_delivery_is_signed_and_carries_the_job(tmp_path: Path, receivers: list[Receiver]) -> None:
+def test_a_delivery_is_signed_and_carries_the_job(
+    tmp_path: Path, receivers: list[Receiver]
+) -> None:
     hook = receiver(receivers)
     box = Outbox(tmp_path, SERVICE)
     record = ended(hook.url, JobStatus.FAILED)
@@ -168,7 +170,8 @@ def test_both_forms_of_the_secret_sign_alike(
 def test_a_secret_the_library_cannot_use_is_refused_unquoted(tmp_path: Path, secret: str) -> None:
     with pytest.raises(ValueError, match="SORA_WEBHOOK_SECRET") as refused:
         Outbox(tmp_path, replace(SERVICE, webhook_secret=secret))
-    assert secret.removeprefix("whsec_") not in str(refused.value)
+    body = secret.removeprefix("whsec_")
+    assert not body or body not in str(refused.value)
 
 
 def test_without_a_secret_the_id_and_timestamp_still_go(
@@ -205,7 +208,7 @@ def test_refused_twice_then_taken_on_the_schedule(
 
     clock.now += first - 0.1
     remaining = box.deliver_due()  # not due yet: nothing sent
-    assert remaining == pytest.approx(0.1, abs=1e-3)
+    assert remaining is not None and remaining == pytest.approx(0.1, abs=1e-3)
     assert len(hook.got) == 1
 
     clock.now += remaining

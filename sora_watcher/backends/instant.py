@@ -1,9 +1,10 @@
 """A backend that makes a small image at once, for tests and benchmarks of the daemon itself.
 
 Selected with ``SORA_BACKEND=instant``: the fake beside the real backends. It never touches a
-browser or the network. A prompt
-holding ``[instant:hang]`` never comes back, like a browser call that hangs: the tests of the
-systemd watchdog need a worker stuck on purpose.
+browser or the network. A prompt holding ``[instant:hang]`` never comes back, like a browser
+call that hangs: the tests of the systemd watchdog need a worker stuck on purpose. One holding
+``[instant:refuse]`` is refused, as a service's moderation refuses a prompt: the tests of failed
+jobs and of their retry need one.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from PIL import Image
 
 from sora_watcher.backends.base import Capabilities, Generation, ImageFile, JobOptions
 from sora_watcher.config import Settings
+from sora_watcher.errors import ContentRejected
 
 SIZE = (64, 64)
 HANG = "[instant:hang]"
+REFUSE = "[instant:refuse]"
 
 
 # Permissive, so that the daemon's own checks and the tests of any input shape can run here.
@@ -73,6 +76,8 @@ class InstantBackend:
         prompt = self._prompts.pop(task_id, task_id)
         if HANG in prompt:
             threading.Event().wait()
+        if REFUSE in prompt:
+            raise ContentRejected("the instant backend refuses prompts marked [instant:refuse]")
         colour = tuple(hashlib.sha256(prompt.encode()).digest()[:3])
         images = []
         for _ in range(options.variants):

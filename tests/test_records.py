@@ -1,0 +1,171 @@
+"""Job records: every input gets one, a submitted job is checked like an inbox file, a retry
+keeps the job's id and does not make again what was made. In-process, on real folders, with
+the instant backend (``cli(... "once")``)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from sora_watcher.backends.instant import CAPABILITIES, REFUSE
+from sora_watcher.cli import EXIT_FAILED, EXIT_OK, cli
+from sora_watcher.config import resolve
+from sora_watcher.folders import Folders
+from sora_watcher.inputs import Rules
+from sora_watcher.records import JobStatus, Record, Records, new_id, tag, untag
+from sora_watcher.submit import SubmitError, retry, submit
+
+
+def once(home: Path) -> int:
+    return cli("--home", str(home), "--backend", "instant", "--env-file", "none", "once")
+
+
+def rules() -> Rules:
+    return Rules(capabilities=CAPABILITIES)
+
+
+def pngs(home: Path) -> list[Path]:
+    return sorted((home / "images").rglob("*.png"))
+
+
+def folders(home: Path) -> Folders:
+    s = resolve({}, {"SORA_HOME": str(home)})
+    return Folders.for_worker(s.inbox, s.processing, s.processed, s.failed, s.images, "w")
+
+
+def test_the_id_travels_in_the_name_and_a_malformed_one_is_no_path(tmp_path: Path) -> None:
+    job = new_id()
+    assert untag(tag(job, "theme_alice.json")) == (job, "theme_alice.json")
+    assert untag("theme_alice.json") == (None, "theme_alice.json")
+    assert untag("job_12--x.txt") == (None, "job_12--x.txt")  # not an id of ours
+    records = Records(tmp_path)
+    assert records.load("../../etc/passwd") is None
+    assert records.load(job) is None
+
+
+def test_a_submitted_job_is_written_into_the_inbox_and_made_like_a_dropped_file(
+    tmp_path: Path,
+) -> None:
+    records = Records(tmp_path / "records")
+    job = {"prompts": ["a red fox", "a blue owl"], "aspect_ratio": "16:9"}
+    done = submit(job, rules(), records, tmp_path / "inbox")
+    record = done.record
+    assert done.created and record.state is JobStatus.QUEUED and record.source == "api"
+    assert [p.name for p in (tmp_path / "inbox").iterdir()] == [record.file]  # no temporary
+    (tmp_path / "inbox" / "by hand.txt").write_text("a green frog\n", "utf-8")
+
+    assert once(tmp_path) == EXIT_OK
+
+    ended = records.load(record.id)
+    assert ended is not None and ended.state is JobStatus.DONE and ended.runs == 1
+    assert [p.state for p in ended.prompts] == ["done", "done"]
+    assert all((tmp_path / "images" / p.images[0]).is_file() for p in ended.prompts)
+    assert (tmp_path / "processed" / record.file).is_file()  # the id stays in the name
+    by_hand = [r for r in records.all() if r.source == "inbox"]
+    assert [(r.name, r.state) for r in by_hand] == [("by hand.txt", JobStatus.DONE)]
+    assert by_hand[0].final == str(tmp_path / "processed" / "by hand.txt")  # its own name
+    assert len(pngs(tmp_path)) == 3
+
+
+def test_a_submission_is_refused_with_the_inbox_message_naming_the_field(tmp_path: Path) -> None:
+    records = Records(tmp_path / "records")
+    inbox = tmp_path / "inbox"
+    cases = [
+        ({"prompt": "x", "variants": 9}, "variants", "variants 9 is not one of 1, 2, 3, 4"),
+        ({"prompt": "x", "colour": "red"}, "colour", "unknown key(s) colour"),
+        ({"prompts": []}, "prompts", "no prompt in this file"),
+        ({"chart": {"planets": {}}, "user": "../x"}, "user", "user '../x' is not allowed"),
+    ]
+    for body, field, message in cases:
+        with pytest.raises(SubmitError) as refused:
+            submit(body, rules(), records, inbox)
+        assert message in str(refused.value)
+        assert refused.value.field == field
+    assert not inbox.exists() or not any(inbox.iterdir())  # nothing written for a bad job
+    assert list(records.all()) == []
+
+
+def test_one_idempotency_key_makes_one_job_even_sent_twice_at_once(tmp_path: Path) -> None:
+    records = Records(tmp_path / "records")
+    results: list[str] = []
+    start = threading.Barrier(8)
+
+    def client() -> None:
+        start.wait()
+        done = submit({"prompt": "same"}, rules(), records, tmp_path / "inbox", "key-1")
+        results.append(done.record.id)
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(results)) == 1
+    assert len(list((tmp_path / "inbox").iterdir())) == 1
+    with pytest.raises(SubmitError, match="Idempotency-Key was used for another job") as other:
+        submit({"prompt": "different"}, rules(), records, tmp_path / "inbox", "key-1")
+    assert other.value.status == 409
+
+
+def test_a_retry_keeps_the_id_and_makes_only_what_failed(tmp_path: Path) -> None:
+    records = Records(tmp_path / "records")
+    job = {"prompts": ["a red fox", f"a wolf {REFUSE}"]}
+    record = submit(job, rules(), records, tmp_path / "inbox").record
+
+    assert once(tmp_path) == EXIT_FAILED
+    failed = records.load(record.id)
+    assert failed is not None and failed.state is JobStatus.FAILED
+    assert [p.state for p in failed.prompts] == ["done", "failed"]
+    assert failed.prompts[1].error is not None
+    assert failed.prompts[1].error["class"] == "ContentRejected"
+    assert failed.prompts[1].hint == "the service refused this prompt: reword it."
+    assert failed.reason is not None and "ContentRejected" in failed.reason
+    assert (tmp_path / "failed" / f"{record.file}.error.txt").is_file()
+    made = pngs(tmp_path)
+    assert len(made) == 1
+
+    retry(failed, records, folders(tmp_path))
+    assert [p.name for p in (tmp_path / "inbox").iterdir()] == [record.file]
+    assert not (tmp_path / "failed" / f"{record.file}.error.txt").exists()
+    assert records.load(record.id).state is JobStatus.QUEUED  # type: ignore[union-attr]
+
+    assert once(tmp_path) == EXIT_FAILED  # the refused prompt is refused again
+    again = records.load(record.id)
+    assert again is not None and again.runs == 2 and again.state is JobStatus.FAILED
+    assert again.prompts[0].images == failed.prompts[0].images  # kept, not made again
+    assert pngs(tmp_path) == made
+    with pytest.raises(SubmitError, match="only a failed job is retried"):
+        retry(Record(new_id(), "x.txt", "api", JobStatus.DONE), records, folders(tmp_path))
+
+
+def test_the_retry_command_sends_back_by_id_or_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.txt").write_text(f"one {REFUSE}\n", "utf-8")
+    (inbox / "b.txt").write_text(f"two {REFUSE}\n", "utf-8")
+    assert once(tmp_path) == EXIT_FAILED
+    failed = sorted(p.name for p in (tmp_path / "failed").iterdir())
+    assert failed == ["a.txt", "a.txt.error.txt", "b.txt", "b.txt.error.txt"]
+    first, second = sorted(Records(tmp_path / "records").all(), key=lambda r: r.name)
+
+    home = ["--home", str(tmp_path), "--env-file", "none"]
+    assert cli(*home, "retry", first.id) == EXIT_OK
+    assert [p.name for p in inbox.iterdir()] == [first.file]
+    assert cli(*home, "retry", "--all") == EXIT_OK
+    assert sorted(p.name for p in inbox.iterdir()) == sorted([first.file, second.file])
+    assert cli(*home, "retry", "nothing.txt") == EXIT_FAILED
+    assert "no such job id, nor file" in capsys.readouterr().err
+
+
+def test_a_record_is_whole_json_at_every_moment(tmp_path: Path) -> None:
+    records = Records(tmp_path)
+    record = Record(new_id(), "x.txt", "inbox")
+    records.save(record)
+    text = (tmp_path / f"{record.id}.json").read_text("utf-8")
+    assert json.loads(text)["state"] == "queued"
+    assert [p.name for p in tmp_path.iterdir()] == [f"{record.id}.json"]  # no leftovers

@@ -5,8 +5,9 @@ API, here the project's local stand-in of it (no key, no cost). ``web`` is the S
 backend against the stand-in of Sora, with a demo session and a real Chromium.
 
 Starts the stand-in, runs the real daemon on a demo home folder, drops ``examples/prompt.txt``
-into its inbox the way a pipeline would, waits until the input reaches ``processed/``, stops
-the daemon with SIGTERM, and shows the images with the prompt each carries.
+into its inbox the way a pipeline would, submits one more job through the HTTP API and follows
+it to ``done``, stops the daemon with SIGTERM, and shows the images with the prompt each
+carries.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import shutil
 import sys
 import time
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 # The stand-ins and their process starter are test support, not installed: `make demo` runs
@@ -64,6 +67,25 @@ def show(made: list[Path]) -> None:
         print(f"     prompt inside the PNG: {carried[0] if carried else '(none)'}")
 
 
+def through_the_api(api: str) -> None:
+    """A program's way in: POST a job, follow it to its end by its id."""
+    job = {"prompt": "a lighthouse at dawn, watercolour", "aspect_ratio": "16:9"}
+    with httpx.Client(base_url=api, timeout=30) as client:
+        accepted = client.post("/v1/jobs", json=job).raise_for_status().json()
+        print(f"5. POST {api}/v1/jobs -> 202 {accepted}")
+        deadline = time.monotonic() + 120
+        while (state := client.get(accepted["status_url"]).json())["state"] not in (
+            "done",
+            "failed",
+        ):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"demo: job {accepted['id']} still {state['state']}")
+            time.sleep(0.2)  # a client polling its job's status, as any client would
+        images = [image["url"] for prompt in state["prompts"] for image in prompt["images"]]
+        print(f"   GET {accepted['status_url']} -> {state['state']}, images {images}")
+        print(f"   (the dashboard was at {api}/ and the API's docs at {api}/docs)")
+
+
 def demo(backend: str) -> int:
     started = time.monotonic()
     if backend == "web":
@@ -76,10 +98,11 @@ def demo(backend: str) -> int:
             shutil.rmtree(DEMO / folder, ignore_errors=True)
         DEMO.mkdir(exist_ok=True)
         settings = (web_setup if backend == "web" else openai_setup)(url)
-        env = daemon_env(DEMO, url, backend, **settings)
+        env = daemon_env(DEMO, url, backend, SORA_HTTP="127.0.0.1:0", **settings)
         before = set((DEMO / "images").glob("*.png"))
         print("3. the daemon starts (python watcher.py run):")
         with DaemonProcess(DEMO, env, "run", echo=lambda line: print("  | " + line)) as daemon:
+            api = daemon.expect(r"HTTP API and dashboard on (http://\S+/)", timeout=120)[1]
             daemon.ready(timeout=120)
             inbox = DEMO / "inbox"
             temporary = inbox / ".prompt.txt.tmp"
@@ -87,11 +110,12 @@ def demo(backend: str) -> int:
             temporary.rename(inbox / "prompt.txt")  # publish atomically, as a pipeline should
             print("4. examples/prompt.txt dropped into demo/inbox/")
             daemon.expect("prompt.txt: ", timeout=120)
+            through_the_api(api.rstrip("/"))
             daemon.signal()  # SIGTERM, as systemd stops it
             daemon.expect("stopped", timeout=30)
             daemon.wait(timeout=30)
     made = sorted(set((DEMO / "images").glob("*.png")) - before)
-    print(f"5. {len(made)} image(s) made in {time.monotonic() - started:.1f}s:")
+    print(f"6. {len(made)} image(s) made in {time.monotonic() - started:.1f}s:")
     show(made)
     print(f"   input moved to {DEMO.relative_to(ROOT)}/processed/, logs in demo/logs/")
     return 0 if made else 1

@@ -34,6 +34,7 @@ import httpx
 from loguru import logger
 from standardwebhooks import Webhook
 
+from sora_watcher import metrics
 from sora_watcher.atomic import fsync_folder, write_atomically
 from sora_watcher.options import ConfigError
 from sora_watcher.records import JobStatus, Record
@@ -109,7 +110,7 @@ class Delivery:
         return cls(**{key: data[key] for key in cls.__dataclass_fields__})
 
     def write(self, path: Path, **extra: Any) -> None:
-        data = json.dumps({**asdict(self), **extra}, ensure_ascii=False, indent=1)
+        data = json.dumps({**asdict(self), **extra}, indent=1)
         write_atomically(path, data.encode("utf-8"))
         fsync_folder(path.parent)  # the rename into place survives a power cut too
 
@@ -159,6 +160,7 @@ class Outbox:
         self.clock = clock
         self.signer = signer(service)  # a secret the library cannot use fails here
         self.delivered: dict[str, int] = {"delivered": 0, "retry": 0, "failed": 0}
+        self.said_unsigned = False  # the warning about a missing secret, once per run
         self._lock = threading.Lock()  # announce and the thread write the same files
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -175,10 +177,8 @@ class Outbox:
             raise ValueError(f"{record.id} has not ended ({record.state.value})")
         now = self.clock()
         kind = "job.done" if record.state is JobStatus.DONE else "job.failed"
-        payload = json.dumps(
-            {"type": kind, "timestamp": iso(now), "data": job},
-            ensure_ascii=False,
-            separators=(",", ":"),
+        payload = json.dumps(  # ASCII: a prompt may hold a lone surrogate, which has no UTF-8
+            {"type": kind, "timestamp": iso(now), "data": job}, separators=(",", ":")
         )
         message = f"msg_{record.id}_{record.runs}"
         paths = []
@@ -189,6 +189,12 @@ class Outbox:
             paths.append(path)
         if paths:
             self._wake.set()
+            if self.signer is None and not self.said_unsigned:
+                self.said_unsigned = True
+                logger.warning(
+                    "webhooks are sent unsigned: set SORA_WEBHOOK_SECRET (whsec_...) so that "
+                    "their receivers can tell them from forgeries"
+                )
         return paths
 
     def targets(self, record: Record) -> Iterator[tuple[int, str]]:
@@ -206,6 +212,10 @@ class Outbox:
             delivery.created_at, delivery.attempts = before.created_at, before.attempts
             delivery.last_error = before.last_error
         delivery.write(path)
+
+    def count(self, outcome: str) -> None:
+        self.delivered[outcome] += 1
+        metrics.webhook_attempt(outcome)
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -235,7 +245,7 @@ class Outbox:
             logger.warning("webhook {} cannot be read ({}): moved to failed/", path.name, exc)
             self.folder.joinpath(FAILED).mkdir(exist_ok=True)
             path.replace(self.folder / FAILED / path.name)
-            self.delivered["failed"] += 1
+            self.count("failed")
             return None
         now = self.clock()
         if delivery.next_at > now:
@@ -244,7 +254,7 @@ class Outbox:
         if reason is None:
             with self._lock:
                 path.unlink(missing_ok=True)
-            self.delivered["delivered"] += 1
+            self.count("delivered")
             logger.info("webhook for {} delivered to {}", delivery.job, shown(delivery.url))
             return None
         return self.failed_attempt(path, delivery, reason, permanent)
@@ -300,7 +310,7 @@ class Outbox:
         delivery.next_at = min(now + delay(self.service, delivery.attempts), give_up)
         with self._lock:
             delivery.write(path)
-        self.delivered["retry"] += 1
+        self.count("retry")
         logger.warning(
             "webhook for {} to {} not delivered ({}), try {}; next in {:.0f}s",
             delivery.job,
@@ -319,7 +329,7 @@ class Outbox:
             delivery.write(kept, failed_at=now)
             path.unlink(missing_ok=True)
             fsync_folder(self.folder)
-        self.delivered["failed"] += 1
+        self.count("failed")
         logger.warning(
             "webhook for {} to {} given up after {} tries ({}): kept in {}",
             delivery.job,

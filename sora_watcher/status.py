@@ -16,7 +16,6 @@ from typing import Any
 from sora_watcher import backends
 from sora_watcher.config import Settings
 from sora_watcher.folders import is_ignored
-from sora_watcher.outbox import counts
 from sora_watcher.quota import todays_images, tokens
 from sora_watcher.service import STATUS_FILE, Board
 
@@ -94,6 +93,8 @@ def report(settings: Settings, environ: Mapping[str, str], offline: bool) -> tup
 
 
 def webhooks_line(outbox: Path) -> str:
+    from sora_watcher.outbox import counts  # here: the outbox counts in metrics, metrics in this
+
     waiting = counts(outbox) if outbox.is_dir() else {"pending": 0, "failed": 0}
     line = f"webhooks: {waiting['pending']} pending, {waiting['failed']} failed"
     if waiting["failed"]:

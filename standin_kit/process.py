@@ -76,7 +76,8 @@ def daemon_env(
 ) -> dict[str, str]:
     """The environment of a daemon working in ``home``, against the stand-in at ``url``.
 
-    The caller's SORA_* and OPENAI_* variables are left out (a developer's own settings or key
+    No HTTP service unless ``settings`` give SORA_HTTP. The caller's SORA_* and OPENAI_*
+    variables are left out (a developer's own settings or key
     must not leak into a test), and so is the checkout's .env: the daemon reads the one in its
     home. ``url`` is OPENAI_BASE_URL for the openai backend, SORA_BASE_URL otherwise;
     ``settings`` come last and win.
@@ -84,6 +85,7 @@ def daemon_env(
     outside = {k: v for k, v in os.environ.items() if not k.startswith(("SORA_", "OPENAI_"))}
     env = python_env(outside)
     env.update(SORA_HOME=str(home), SORA_ENV_FILE=str(home / ".env"), SORA_BACKEND=backend)
+    env["SORA_HTTP"] = ""  # no HTTP service unless the test asks (daemons would share a port)
     if url is not None:
         env["OPENAI_BASE_URL" if backend == "openai" else "SORA_BASE_URL"] = url
     env.update(settings)

@@ -87,6 +87,8 @@ OPTIONS: Table = (
            "folder of the job records (what the API answers about each job)"),
     Option("outbox", "SORA_OUTBOX_DIR", "outbox", under_home,
            "folder of the webhook deliveries not yet made"),
+    Option("records_days", "SORA_RECORDS_DAYS", "30", count(0),
+           "days a finished job's record is kept (0: for ever)"),
     Option("timeout", "SORA_TIMEOUT", "60", seconds(1),
            "seconds one generation may take", "--timeout"),
     Option("max_retries", "SORA_MAX_RETRIES", "3", count(0),
@@ -142,6 +144,7 @@ class Settings:
     logs: Path
     records: Path
     outbox: Path
+    records_days: int  # a finished job's record is removed after this many days; 0: never
     timeout: float
     max_retries: int
     retry_delay: float

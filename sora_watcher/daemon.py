@@ -117,6 +117,7 @@ class Daemon:
         # pause whose cause is still there pauses again at once, and must not be announced
         # as resumed every few minutes.
         self.paused_since: float | None = None
+        self.next_prune = 0.0  # when old job records are removed next (monotonic)
 
     @property
     def unfinished(self) -> int:
@@ -133,6 +134,7 @@ class Daemon:
         try:
             self.start_backend()
             clean_up_after_crash(self.folders.processing)
+            self.prune_records()
             for path in self.folders.waiting(JobState.PROCESSING):
                 logger.info("resuming {} left in processing/", path.name)
                 self.intake.offer(path)
@@ -219,6 +221,8 @@ class Daemon:
                         return False
                     self.board.set("idle")
                     self.resumed()  # nothing left to try: nothing says the cause is back
+                    if time.monotonic() >= self.next_prune:
+                        self.prune_records()
                     return True
             self.work()
         except Interrupted:
@@ -264,6 +268,14 @@ class Daemon:
         journal = self.jobs.open(path)
         if journal is not None:
             self.pipeline.add(journal)
+
+    def prune_records(self) -> None:
+        """Old records go, once a day, when the daemon has nothing else to do."""
+        self.next_prune = time.monotonic() + 86400
+        if self.jobs.records is not None:
+            removed = self.jobs.records.prune(self.settings.records_days)
+            if removed:
+                logger.info("{} job record(s) over SORA_RECORDS_DAYS removed", removed)
 
     def resumed(self) -> None:
         """Work went on after a pause: say so, once."""

@@ -30,6 +30,7 @@ SECRETS = [
     ),
     (re.compile(r"([?&]sig=)[^&\s]+"), r"\1[redacted]"),
     (re.compile(r"\bsk-[A-Za-z0-9_*.-]{4,}"), "sk-[redacted]"),  # an API key, masked or not
+    (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]+"), "whsec_[redacted]"),  # a webhook secret
 ]
 
 

@@ -153,6 +153,23 @@ class Records:
         chosen.sort(key=lambda r: (r.created_at, r.id), reverse=True)
         return chosen[:limit]
 
+    def prune(self, days: int, now: float | None = None) -> int:
+        """Remove the records of jobs that ended over ``days`` ago, and the Idempotency-Keys
+        as old; how many records went. A job not ended is never removed."""
+        if days <= 0:
+            return 0
+        cutoff = (time.time() if now is None else now) - days * 86400
+        removed = 0
+        for record in self.all():
+            if record.state.ended and (record.finished_at or record.created_at) < cutoff:
+                self.path(record.id).unlink(missing_ok=True)
+                removed += 1
+        for key in (self.folder / KEYS_FOLDER).glob("*.json"):
+            with contextlib.suppress(FileNotFoundError):
+                if key.stat().st_mtime < cutoff:
+                    key.unlink()
+        return removed
+
     # -- Idempotency-Key ------------------------------------------------------------------------
 
     def key_path(self, key: str) -> Path:

@@ -44,7 +44,8 @@ def render(image: Path) -> bytes | None:
     try:
         with Image.open(image) as picture:
             picture.thumbnail((SIDE, SIDE))
-            wanted = "RGBA" if "A" in picture.getbands() or "transparency" in picture.info else "RGB"
+            clear = "A" in picture.getbands() or "transparency" in picture.info
+            wanted = "RGBA" if clear else "RGB"  # what WebP holds; a palette is converted
             small = picture if picture.mode == wanted else picture.convert(wanted)
             out = io.BytesIO()
             small.save(out, format="WEBP", quality=QUALITY)

@@ -14,19 +14,18 @@ import base64
 import http.server
 import json
 import re
-import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpcore
 import httpx
 import pytest
-from standardwebhooks import Webhook
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from openai_standin import ImagesStandIn
 from standin_kit.process import daemon_env, run_watcher
@@ -107,8 +106,13 @@ class Service:
 
     def wait_ended(self, job_id: str, timeout: float = 30) -> dict[str, Any]:
         """The job once done or failed (the daemon's log in the message if it never ends)."""
+
+        def ended() -> dict[str, Any] | None:
+            job = self.job(job_id)
+            return job if job["state"] in ENDED else None
+
         try:
-            return until(lambda: (job := self.job(job_id))["state"] in ENDED and job, job_id)
+            return until(ended, f"{job_id} to end")
         except AssertionError as exc:
             raise AssertionError(self.daemon.failure(str(exc))) from None
 
@@ -153,7 +157,9 @@ def api(api_server: ImagesStandIn) -> Iterator[ImagesStandIn]:
 
 
 @pytest.fixture(scope="module")
-def service(api_server: ImagesStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def service(
+    api_server: ImagesStandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
     """One daemon shared by the tests that submit and read, and change nothing else."""
     home = tmp_path_factory.mktemp("shared")
     started = start_daemon(home, env_for(home, api_server))
@@ -177,6 +183,12 @@ def start(api: ImagesStandIn, tmp_path: Path) -> Iterator[Callable[..., Service]
 
 def calls_for(api: ImagesStandIn, text: str) -> int:
     return sum((call.prompt or "") == text for call in api.calls)
+
+
+def sidecars_of(service: Service, prompt: str) -> list[Path]:
+    """The sidecars in images/ of the images made for ``prompt``: one per image."""
+    found = (service.home / "images").glob("*.json")
+    return [path for path in found if json.loads(path.read_text("utf-8"))["prompt"] == prompt]
 
 
 # -- submitting and following a job --------------------------------------------------------------
@@ -214,8 +226,8 @@ def test_a_submitted_job_is_followed_to_its_images(service: Service, api: Images
 
 
 def test_the_same_idempotency_key_makes_one_job(service: Service, api: ImagesStandIn) -> None:
-    key = str(uuid.uuid4())
-    body = {"prompt": "a quiet harbour at night", "variants": 2}
+    key, text = str(uuid.uuid4()), "a quiet harbour at night"
+    body = {"prompt": text, "variants": 2}
     first = service.client.post("/v1/jobs", json=body, headers={"Idempotency-Key": key})
     again = service.client.post("/v1/jobs", json=body, headers={"Idempotency-Key": key})
     assert (first.status_code, again.status_code) == (202, 200)
@@ -227,9 +239,8 @@ def test_the_same_idempotency_key_makes_one_job(service: Service, api: ImagesSta
     [prompt] = job["prompts"]
     assert len(prompt["images"]) == 2
     assert len(service.processed(job_id)) == 1
-    assert calls_for(api, body["prompt"]) == 1  # one call (n=2), not one per request
-    made = [p for p in (service.home / "images").glob("*.json") if body["prompt"] in p.read_text()]
-    assert len(made) == 2
+    assert calls_for(api, text) == 1  # one call (n=2), not one per request
+    assert len(sidecars_of(service, text)) == 2
 
     later = service.client.post("/v1/jobs", json=body, headers={"Idempotency-Key": key})
     assert later.status_code == 200 and later.json()["id"] == job_id
@@ -239,7 +250,7 @@ def test_the_same_idempotency_key_makes_one_job(service: Service, api: ImagesSta
     )
     assert other.status_code == 409
     assert "Idempotency-Key" in other.json()["detail"]
-    assert len(service.processed(job_id)) == 1 and calls_for(api, body["prompt"]) == 1
+    assert len(service.processed(job_id)) == 1 and calls_for(api, text) == 1
 
 
 def test_a_chart_job_gives_the_users_latest_image(service: Service, api: ImagesStandIn) -> None:
@@ -390,7 +401,9 @@ def test_without_a_token_only_loopback_host_names_are_answered(service: Service)
 def test_a_token_guards_the_api_and_is_required_off_loopback(
     api: ImagesStandIn, start: Callable[..., Service], tmp_path: Path
 ) -> None:
-    refused = run_watcher(tmp_path, env_for(tmp_path, api, SORA_HTTP="0.0.0.0:0"), "run", timeout=60)
+    refused = run_watcher(
+        tmp_path, env_for(tmp_path, api, SORA_HTTP="0.0.0.0:0"), "run", timeout=60
+    )
     assert refused.returncode == 64, refused.stdout + refused.stderr
     assert "SORA_API_TOKEN" in refused.stderr
     assert not (tmp_path / "processing").exists()  # refused before anything started
@@ -473,8 +486,7 @@ def test_a_failed_job_is_retried_through_the_api(
     assert second_run["state"] == "failed" and second_run["runs"] == 2
     assert calls_for(api, good) == 1 and calls_for(api, bad) == 2
     assert second_run["prompts"][0]["images"] == first_run["prompts"][0]["images"]
-    made = [p for p in (service.home / "images").glob("*.json") if good in p.read_text()]
-    assert len(made) == 1
+    assert len(sidecars_of(service, good)) == 1
 
 
 def test_failed_jobs_are_retried_from_the_command_line(
@@ -503,8 +515,6 @@ def test_failed_jobs_are_retried_from_the_command_line(
 
     finished = run_watcher(tmp_path, env, "retry", one, timeout=60)
     assert finished.returncode == 1 and "only a failed job" in finished.stderr
-    unknown = run_watcher(tmp_path, env, "retry", "job_" + "0" * 20, timeout=60)
-    assert unknown.returncode == 1 and "no such job id" in unknown.stderr
 
 
 # -- webhooks ------------------------------------------------------------------------------------
@@ -614,17 +624,15 @@ def test_a_jobs_end_is_posted_signed_to_its_callback_and_the_webhook_url(
         assert payload["data"]["prompts"][0]["images"]
     assert service.job(job_id)["state"] == "done"
     until(lambda: outbox_empty(service), "the outbox to empty")
-    with pytest.raises(Exception, match="signature"):
-        Delivery("/x", deliveries[0].headers, deliveries[0].body + b" ").verified()
+    with pytest.raises(WebhookVerificationError):  # the check above does check something
+        replace(deliveries[0], body=deliveries[0].body + b" ").verified()
     assert WEBHOOK_SECRET not in "\n".join(service.daemon.output)
 
 
 def test_a_receiver_that_was_down_gets_the_webhook_later(
     start: Callable[..., Service], down_receiver: Receiver
 ) -> None:
-    service = start(
-        SORA_WEBHOOK_URL=down_receiver.url("/hook"), SORA_WEBHOOK_SECRET=WEBHOOK_SECRET
-    )
+    service = start(SORA_WEBHOOK_URL=down_receiver.url("/hook"), SORA_WEBHOOK_SECRET=WEBHOOK_SECRET)
     job_id = service.submit({"prompt": "a late letter"})
     service.daemon.expect(rf"webhook for {job_id} .* not delivered")
     assert not outbox_empty(service)

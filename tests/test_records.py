@@ -169,3 +169,17 @@ def test_a_record_is_whole_json_at_every_moment(tmp_path: Path) -> None:
     text = (tmp_path / f"{record.id}.json").read_text("utf-8")
     assert json.loads(text)["state"] == "queued"
     assert [p.name for p in tmp_path.iterdir()] == [f"{record.id}.json"]  # no leftovers
+
+
+def test_old_finished_records_and_keys_go_and_the_others_stay(tmp_path: Path) -> None:
+    records = Records(tmp_path)
+    old = Record(new_id(), "old.txt", "inbox", JobStatus.DONE, created_at=1000.0)
+    old.finished_at = 2000.0
+    waiting = Record(new_id(), "waiting.txt", "api", JobStatus.QUEUED, created_at=1000.0)
+    recent = Record(new_id(), "recent.txt", "inbox", JobStatus.FAILED, created_at=1000.0)
+    recent.finished_at = 40 * 86400.0
+    for record in (old, waiting, recent):
+        records.save(record)
+    assert records.prune(30, now=45 * 86400.0) == 1
+    assert {r.name for r in records.all()} == {"waiting.txt", "recent.txt"}
+    assert records.prune(0, now=10**12) == 0  # 0: kept for ever

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,9 +94,9 @@ OPTIONS: Table = (
 @dataclass(frozen=True)
 class ServiceSettings:
     http: Address | None  # None: no HTTP service
-    api_token: str | None  # a secret: never logged
+    api_token: str | None = field(repr=False)  # a secret: never logged
     webhook_url: str | None
-    webhook_secret: str | None  # a secret: never logged
+    webhook_secret: str | None = field(repr=False)  # a secret: never logged
     webhook_retry: float  # the first retry's delay; each next one is longer
     webhook_max_age: float  # a delivery still failing after this long is kept as failed
     notify: tuple[str, ...]  # Apprise URLs

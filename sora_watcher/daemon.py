@@ -173,7 +173,7 @@ class Daemon:
                     raise
                 logs.credentials_missing(exc.detail)
                 self.ready()  # up, and saying why it waits
-                self.board.set("paused", f"{exc.name}: {exc.detail}")
+                self.board.set("paused", f"{exc.name}: {exc.detail}", exc.resume.hint or "")
                 self.alerts.paused(exc.name, exc.detail, exc.resume.hint)
                 self.paused_since = self.paused_since or time.time()
                 self.pauses.wait_to_resume(exc.resume)
@@ -294,7 +294,7 @@ class Daemon:
         logger.error("queue paused: {} ({})", error.name, error.detail)
         if error.resume.hint:
             logger.error("{}", error.resume.hint)
-        self.board.set("paused", f"{error.name}: {error.detail}")
+        self.board.set("paused", f"{error.name}: {error.detail}", error.resume.hint or "")
         self.alerts.paused(error.name, error.detail, error.resume.hint)
         self.pipeline.close()
         if not self.mode.waits:  # nobody will fix it while we wait: stop, the input stays

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from datetime import datetime
@@ -61,3 +62,21 @@ def write_sidecar(image: Path, metadata: dict[str, Any]) -> None:
 def images_folder(images: Path, folder: str | None) -> Path:
     """Where an entry's images go: ``images/``, or the sub-folder its input names."""
     return images / folder if folder else images
+
+
+def inside(root: Path, relative: str) -> Path | None:
+    """The regular file at ``relative`` under ``root``, if every step of the way is a real
+    folder of ``root`` (no ``..``, no symbolic link, no absolute path); None otherwise."""
+    parts = relative.split("/")
+    if not relative or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+        return None
+    path = root
+    for part in parts:
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except (OSError, ValueError):
+            return None
+        if stat.S_ISLNK(mode):
+            return None
+    return path if stat.S_ISREG(mode) else None

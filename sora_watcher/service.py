@@ -87,14 +87,15 @@ class Board:
     pid: int = field(default_factory=os.getpid)
     state: str = "starting"  # starting | idle | generating | paused | stopped
     detail: str = ""
+    hint: str = ""  # what to do about a pause, in the daemon's words (its Resume.hint)
     since: float = field(default_factory=time.time)
     last_success: dict[str, Any] | None = None
     last_failure: dict[str, Any] | None = None
 
-    def set(self, state: str, detail: str = "") -> None:
-        if (state, detail) == (self.state, self.detail):
+    def set(self, state: str, detail: str = "", hint: str = "") -> None:
+        if (state, detail, hint) == (self.state, self.detail, self.hint):
             return
-        self.state, self.detail, self.since = state, detail, time.time()
+        self.state, self.detail, self.hint, self.since = state, detail, hint, time.time()
         notify("STATUS=" + (f"{state}: {detail}" if detail else state))
         self.save()
 

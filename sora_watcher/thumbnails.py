@@ -7,7 +7,7 @@ made the first time it is asked for and kept in ``SORA_THUMBNAILS_DIR``.
 Its name is a digest of the image's path under ``images/``, its mtime and its size: an image
 replaced under the same name gets a new thumbnail, and a stale one is simply never asked for
 again. Only a regular ``.png`` under ``images/`` is read (no ``..``, no symbolic link: see
-``files_routes.inside``). A thumbnail is written whole or not at all, under a name of its
+``images.inside``). A thumbnail is written whole or not at all, under a name of its
 own until it is complete, so that two requests making the same one never clash.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 from sora_watcher.atomic import write_atomically
-from sora_watcher.server.files_routes import inside
+from sora_watcher.images import inside
 
 SIDE = 256  # pixels, the longer side
 SUFFIX = ".webp"

@@ -1,12 +1,13 @@
-"""The whole OpenAPI schema, property-based: schemathesis sends what the schema allows (and
-what it does not) to every operation of the app, in-process, and checks that no answer is a
-5xx and that every answer the schema describes matches it.
+"""The whole OpenAPI schema, property-based: schemathesis sends what the schema allows
+(positive) and what it does not (negative) to every operation of the app, in-process, and
+checks that no answer is a 5xx the schema does not document, and that every answer matches
+the schema. ``SCHEMA_EXAMPLES=400`` hunts longer than the suite's 40 per operation and mode.
 
 The app is the daemon's own (``create_app``), on a home where a real ``once`` run left a done
 job and a failed one (records, images, sidecars, processed/ and failed/), so that the answers
 about jobs are checked with something in them; no daemon runs meanwhile. A token is set, so
 that any ``Host`` is answered (without one, only loopback names are) and the routes behind it
-are reached.
+are reached. A finding stays in ``KNOWN`` (a strict xfail) until the server is fixed.
 """
 
 from __future__ import annotations
@@ -14,18 +15,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
-from fastapi import FastAPI
 import schemathesis
+from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
-from schemathesis import APIOperation, BaseSchema, Case, CheckContext, Response
-from schemathesis.checks import (  # type: ignore[attr-defined]
+from hypothesis.errors import Unsatisfiable
+from schemathesis import BaseSchema, Case, CheckContext, GenerationMode, Response
+from schemathesis.checks import (
     not_a_server_error,
     response_schema_conformance,
 )
-from schemathesis.core.failures import FailureGroup
+from schemathesis.core.result import Ok
 
 from sora_watcher import backends
 from sora_watcher.config import resolve
@@ -38,7 +42,7 @@ from standin_kit.process import daemon_env, run_watcher
 
 TOKEN = "schema-token-0123456789abcdefghijklmnop"
 AUTHORIZED = {"Authorization": f"Bearer {TOKEN}"}
-EXAMPLES = 40  # per operation
+EXAMPLES = int(os.environ.get("SCHEMA_EXAMPLES", "40"))  # per operation and mode
 
 
 def jobs_made_by_a_real_run(home: Path) -> None:
@@ -77,7 +81,7 @@ def app_schema(tmp_path_factory: pytest.TempPathFactory) -> BaseSchema:
     return schemathesis.openapi.from_asgi("/openapi.json", app_for(home))
 
 
-def no_undocumented_server_error(ctx: CheckContext, response: Response, case: Case) -> None:
+def no_undocumented_server_error(ctx: CheckContext, response: Response, case: Case[Any]) -> None:
     """``not_a_server_error``, but for a 5xx the operation's schema says it answers: /readyz's
     503 (no daemon runs here) is its answer, not a crash."""
     documented = case.operation.definition.raw.get("responses", {})
@@ -86,28 +90,57 @@ def no_undocumented_server_error(ctx: CheckContext, response: Response, case: Ca
 
 
 CHECKS = [no_undocumented_server_error, response_schema_conformance]
+POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
+OPERATIONS = [
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("POST", "/v1/jobs"),
+    ("GET", "/v1/jobs"),
+    ("GET", "/v1/jobs/{job_id}"),
+    ("POST", "/v1/jobs/{job_id}/retry"),
+    ("GET", "/v1/images/{path}"),
+    ("GET", "/v1/users/{user}/latest"),
+]
+KNOWN = {  # what this test found, until fixed (strict: the fix makes it fail, to remove it)
+    ("GET", "/v1/users/{user}/latest", NEGATIVE): "a 422 is {detail: str, field, errors}, "
+    "but the route documents FastAPI's default 422 (HTTPValidationError, detail: array): "
+    "files_routes.latest needs responses={404: ..., 422: {'model': Problem}}",
+}
 
 
-def check(operation: APIOperation) -> None:
-    """Up to EXAMPLES cases of ``operation``; raises what schemathesis found."""
+def cases() -> list[Any]:
+    found = []
+    for method, path in OPERATIONS:
+        for mode in (POSITIVE, NEGATIVE):
+            reason = KNOWN.get((method, path, mode))
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            found.append(
+                pytest.param(method, path, mode, marks=marks, id=f"{method} {path} {mode}")
+            )
+    return found
 
-    @given(case=operation.as_strategy())
+
+def test_the_operations_tested_are_all_the_schemas(app_schema: BaseSchema) -> None:
+    found = []
+    for result in app_schema.get_all_operations():
+        assert isinstance(result, Ok), result  # a route the schema cannot describe
+        found.append((result.ok().method.upper(), result.ok().path))
+    assert sorted(found) == sorted(OPERATIONS)
+
+
+@pytest.mark.parametrize(("method", "path", "mode"), cases())
+def test_no_5xx_and_every_answer_matches_the_schema(
+    app_schema: BaseSchema, method: str, path: str, mode: GenerationMode
+) -> None:
+    @given(case=app_schema[path][method].as_strategy(mode))
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-    def run(case: Case) -> None:
+    def run(case: Case[Any]) -> None:
         case.call_and_validate(headers=AUTHORIZED, checks=CHECKS)
 
-    run()
-
-
-def test_no_5xx_and_every_answer_matches_the_schema(app_schema: BaseSchema) -> None:
-    # Each operation is run here, rather than through ``schemathesis.pytest.from_fixture``:
-    # its lazy loader sets ``Node._nodeid``, which pytest 9 no longer has (AttributeError).
-    operations = [result.ok() for result in app_schema.get_all_operations()]
-    assert len(operations) >= 8  # every route of the API, not an empty schema
-    found = []
-    for operation in operations:
-        try:
-            check(operation)
-        except (Exception, FailureGroup) as exc:  # every operation runs; all failures shown
-            found.append(f"{operation.label}: {exc}")
-    assert not found, "\n\n".join(found)
+    try:
+        run()
+    except Unsatisfiable:
+        if mode is POSITIVE:
+            raise
+        pytest.skip("no request that breaks the schema can be made for it")

@@ -21,7 +21,6 @@ from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from openai_standin import ImagesStandIn
 from sora_driver.browser import find_browser, launch
-from sora_watcher import thumbnails
 from sora_watcher.thumbnails import Thumbnails
 from standin_kit.process import ROOT, daemon_env
 from tests.conftest import Daemon, drop
@@ -67,13 +66,13 @@ def start(
     backend: str = "instant",
     api_url: str | None = None,
     **env: str,
-) -> str:
-    """A daemon with its dashboard, watching; the dashboard's URL."""
+) -> tuple[Daemon, str]:
+    """A daemon with its dashboard, watching; and the dashboard's URL."""
     daemon = Daemon(home, daemon_env(home, api_url, backend, **{**SETTINGS, **env}), "run")
     daemons.append(daemon)
     address = daemon.expect(r"HTTP API and dashboard on (http://\S+/)", timeout=60)[1]
     daemon.ready(timeout=60)
-    return address
+    return daemon, address
 
 
 def shots(page: Page, prompt: str) -> Locator:
@@ -87,7 +86,7 @@ def shots(page: Page, prompt: str) -> Locator:
 def test_a_prompt_from_the_form_and_a_dropped_file_show_in_the_gallery(
     home: Path, daemons: list[Daemon], page: Page
 ) -> None:
-    url = start(home, daemons)
+    _, url = start(home, daemons)
     page.goto(url)
     expect(page.locator(".state .pill")).to_have_text("idle")
 
@@ -129,6 +128,7 @@ def test_a_prompt_from_the_form_and_a_dropped_file_show_in_the_gallery(
     expect(viewer).to_be_hidden()
 
     if target := os.environ.get("SORA_SCREENSHOT"):
+        page.goto(url)  # as a visitor sees it: no message, no focus
         page.wait_for_function(
             "() => [...document.querySelectorAll('.gallery img')]"
             ".every(img => img.complete && img.naturalWidth > 0)"
@@ -139,7 +139,7 @@ def test_a_prompt_from_the_form_and_a_dropped_file_show_in_the_gallery(
 def test_thumbnails_are_made_once_and_served_small(
     home: Path, daemons: list[Daemon], page: Page
 ) -> None:
-    url = start(home, daemons)
+    _, url = start(home, daemons)
     picture = Image.new("RGB", (1024, 512), (200, 90, 30))
     (home / "images").mkdir(exist_ok=True)
     picture.save(home / "images" / "wide.png")
@@ -166,10 +166,11 @@ def test_thumbnails_are_made_once_and_served_small(
 def test_a_failed_job_shows_its_reason_and_retry_sends_it_back(
     home: Path, daemons: list[Daemon], page: Page
 ) -> None:
-    url = start(home, daemons)
-    page.goto(url)
+    daemon, url = start(home, daemons)
     job = {"prompt": "a fox on a wide screen", "aspect_ratio": "7:5"}
     drop(home / "inbox", "wide.json", json.dumps(job))
+    daemon.expect(r"wide\.json moved to \S+/failed/")
+    page.goto(url)  # (the live refresh has its own test: here, no need to wait for it)
     row = page.locator(".failure", has_text="wide.json")
     expect(row.locator(".reason")).to_contain_text("aspect_ratio '7:5' is not one of")
     expect(page.locator(".queue .failed dd")).to_have_text("1")
@@ -187,7 +188,7 @@ def test_a_failed_job_shows_its_reason_and_retry_sends_it_back(
 def test_a_prompt_the_inbox_would_refuse_is_refused_in_the_page(
     home: Path, daemons: list[Daemon], page: Page
 ) -> None:
-    url = start(home, daemons)
+    _, url = start(home, daemons)
     page.goto(url)
     page.fill("#prompt", "a fox in a folder it may not have")
     page.fill("#name", "../outside")
@@ -204,7 +205,7 @@ def test_a_refused_key_shows_a_red_banner_with_what_to_do(
 ) -> None:
     with ImagesStandIn(latency=0.05, api_key=KEY).start() as api:
         (home / ".env").write_text(f"OPENAI_API_KEY={WRONG_KEY}\n", encoding="utf-8")
-        url = start(
+        daemon, url = start(
             home,
             daemons,
             "openai",
@@ -212,8 +213,9 @@ def test_a_refused_key_shows_a_red_banner_with_what_to_do(
             OPENAI_API_KEY=WRONG_KEY,
             SORA_PAUSE_SECONDS="1",
         )
-        page.goto(url)
         drop(home / "inbox", "p.txt", "a harbour at night\n")
+        daemon.expect("queue paused: CredentialsRefused")
+        page.goto(url)
         banner = page.locator(".banner")
         expect(banner).to_contain_text("The queue is paused: CredentialsRefused")
         expect(banner).to_contain_text("Incorrect API key provided")
@@ -222,7 +224,7 @@ def test_a_refused_key_shows_a_red_banner_with_what_to_do(
         assert WRONG_KEY not in page.content() and WRONG_KEY[-12:] not in page.content()
 
         (home / ".env").write_text(f"OPENAI_API_KEY={KEY}\n", encoding="utf-8")
-        expect(banner).to_have_count(0)
+        expect(banner).to_have_count(0)  # by itself, as the queue resumes
         expect(shots(page, "a harbour at night")).to_have_count(1)
 
 
@@ -232,7 +234,7 @@ def test_a_refused_key_shows_a_red_banner_with_what_to_do(
 def test_with_a_token_the_page_asks_for_it_once_and_forms_need_their_own(
     home: Path, daemons: list[Daemon], page: Page, browser: Browser
 ) -> None:
-    url = start(home, daemons, SORA_API_TOKEN=TOKEN)
+    _, url = start(home, daemons, SORA_API_TOKEN=TOKEN)
     page.goto(url)
     expect(page).to_have_url(f"{url}login")
 
@@ -253,7 +255,7 @@ def test_with_a_token_the_page_asks_for_it_once_and_forms_need_their_own(
     assert cookie["path"] == "/" and cookie["secure"] is False  # plain http on loopback
 
     # The cookie alone does not make a form: without the page's token, refused.
-    form = {"prompt": "a forged fox"}
+    form: dict[str, str | float | bool] = {"prompt": "a forged fox"}
     assert page.request.post(f"{url}submit", form=form, max_redirects=0).status == 403
     csrf = page.locator("input[name=csrf]").first.get_attribute("value")
     assert csrf
@@ -279,14 +281,14 @@ def test_a_thumbnail_is_made_once_and_again_for_a_replaced_image(
     images, cache = tmp_path / "images", tmp_path / "thumbs"
     (images / "alice").mkdir(parents=True)
     Image.new("RGBA", (600, 900), (10, 20, 30, 128)).save(images / "alice" / "a.png")
-    opened: list[object] = []
-    real_open = thumbnails.Image.open
+    opened: list[Path] = []
+    real_open = Image.open
 
-    def counting_open(*args: object, **kwargs: object) -> Image.Image:
-        opened.append(args[0])
-        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+    def counting_open(path: Path) -> Image.Image:
+        opened.append(path)
+        return real_open(path)
 
-    monkeypatch.setattr(thumbnails.Image, "open", counting_open)
+    monkeypatch.setattr(Image, "open", counting_open)  # the module thumbnails reads with
     maker = Thumbnails(images, cache)
     first = maker.get("alice/a.png")
     assert first is not None and len(opened) == 1

@@ -21,6 +21,7 @@ import hmac
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote
@@ -102,7 +103,8 @@ class Shot:
 
     path: str  # under images/
     prompt: str
-    made: str
+    made: str  # when, in full
+    made_short: str  # the time if today, else the day
     image_url: str
     sidecar_url: str
     thumbnail_url: str
@@ -148,7 +150,7 @@ def daemon_state(ctx: Context) -> DaemonState:
         reason, _, words = board.detail.partition(": ")
         if not words or " " in reason:  # a detail that names no error class
             reason, words = "paused", board.detail
-        todo = what_to_do(reason, ctx.settings)
+        todo = what_to_do(reason, ctx.settings, board.hint)
     return DaemonState(
         board.state,
         board.detail,
@@ -167,8 +169,9 @@ def outcome(event: Mapping[str, Any] | None, what: str) -> str:
     return f'{when(float(event["time"]))} "{event.get("prompt", "")}" → {event.get(what, "")}'
 
 
-def what_to_do(reason: str, settings: Settings) -> str:
-    """Plain advice for a pause, by its cause and the backend that met it."""
+def what_to_do(reason: str, settings: Settings, hint: str = "") -> str:
+    """Plain advice for a pause, by its cause and the backend that met it; else the daemon's
+    own hint (``hint``)."""
     if reason in ("CredentialsMissing", "CredentialsRefused", "SessionMissing", "SessionExpired"):
         if settings.backend is Backend.OPENAI:
             return (
@@ -179,7 +182,8 @@ def what_to_do(reason: str, settings: Settings) -> str:
             "replace session.json: run `sora-watcher login` (or log in by hand and save a new "
             "session); the queue resumes by itself."
         )
-    return ADVICE.get(reason, "read the daemon's log; the queue resumes once the cause is gone.")
+    fallback = hint or "read the daemon's log; the queue resumes once the cause is gone."
+    return ADVICE.get(reason, fallback)
 
 
 def queue_counts(ctx: Context, images: int) -> list[tuple[str, int]]:
@@ -236,10 +240,16 @@ def shot(path: str, stat: os.stat_result, images: Path) -> Shot:
         path=path,
         prompt=str(about.get("prompt", "")),
         made=when(stat.st_mtime),
+        made_short=short_when(stat.st_mtime),
         image_url=IMAGES_URL + url,
         sidecar_url=IMAGES_URL + quote(str(PurePosixPath(path).with_suffix(".json"))),
         thumbnail_url=f"/thumbnails/{url}?v={key(path, stat)}",  # a replaced image: a new URL
     )
+
+
+def short_when(timestamp: float) -> str:
+    moment = datetime.fromtimestamp(timestamp)
+    return moment.strftime("%H:%M:%S" if moment.date() == date.today() else "%Y-%m-%d")
 
 
 def failures(ctx: Context) -> list[Failure]:

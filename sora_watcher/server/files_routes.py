@@ -4,8 +4,6 @@ image, for the astrology app."""
 from __future__ import annotations
 
 import json
-import os
-import stat
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +12,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
+from sora_watcher.images import inside
 from sora_watcher.inputs.common import SAFE_NAME
 from sora_watcher.job_view import describe_image
 from sora_watcher.server.deps import Ctx, protected
@@ -22,24 +21,6 @@ router = APIRouter(prefix="/v1", tags=["images"], dependencies=[Depends(protecte
 
 SERVED = {".png": "image/png", ".json": "application/json"}  # images and their sidecars
 User = Annotated[str, PathParam(pattern=f"^{SAFE_NAME.pattern}$")]
-
-
-def inside(root: Path, relative: str) -> Path | None:
-    """The regular file at ``relative`` under ``root``, if every step of the way is a real
-    folder of ``root`` (no ``..``, no symbolic link, no absolute path); None otherwise."""
-    parts = relative.split("/")
-    if not relative or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
-        return None
-    path = root
-    for part in parts:
-        path = path / part
-        try:
-            mode = os.lstat(path).st_mode
-        except (OSError, ValueError):
-            return None
-        if stat.S_ISLNK(mode):
-            return None
-    return path if stat.S_ISREG(mode) else None
 
 
 @router.get(

@@ -7,7 +7,8 @@ daemon's memory; the one thing it writes is a file in ``inbox/`` (see ``submit``
 - ``settings``: its section of the configuration (SORA_HTTP, SORA_API_TOKEN, webhooks, alerts);
 - ``context``: what the routes are given (settings, folders, the inbox's rules);
 - ``auth``: the token, the dashboard's cookie, cross-site protection;
-- ``jobs_routes``, ``files_routes``, ``health_routes``, ``dashboard``: the routes;
+- ``jobs_routes``, ``files_routes``, ``health_routes``, ``dashboard``: the routes
+  (``dashboard_view``: what the dashboard shows, read from disk);
 - ``app``: the FastAPI application, its limits and its errors;
 - ``runner``: uvicorn on a thread, on a socket bound before the daemon takes work.
 """

@@ -43,6 +43,7 @@ TITLE = "HTTP API"
 CLIENTS = 50
 JOBS = 1000
 QUICK_JOBS = 100
+IDLE_REQUESTS = 50
 HTTP_LINE = r"HTTP API and dashboard on http://\S+:(\d+)/"
 DRAIN_SECONDS = 600.0  # every job done by then, or the benchmark fails
 # The API writes each input whole under a hidden name, then renames it in: nothing to settle.
@@ -51,6 +52,19 @@ SETTINGS = {"SORA_BACKEND": "instant", "SORA_HTTP": "127.0.0.1:0", "SORA_SETTLE_
 
 def prompt(number: int) -> str:
     return f"api benchmark job {number}: a quiet street"
+
+
+async def idle_latency(base_url: str, count: int = IDLE_REQUESTS) -> list[float]:
+    """``GET /healthz`` from one client, one after the other, before any job: the floor of a
+    request's time, what the 50 clients' numbers add their waiting to."""
+    latencies = []
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+        (await http.get("/healthz")).raise_for_status()  # the connection, opened untimed
+        for _ in range(count):
+            started = time.perf_counter()
+            (await http.get("/healthz")).raise_for_status()
+            latencies.append(time.perf_counter() - started)
+    return latencies
 
 
 async def submit_all(base_url: str, jobs: int, clients: int) -> tuple[list[float], list[str]]:
@@ -125,8 +139,10 @@ def measure(jobs: int, log: Log) -> dict[str, Any]:
         with DaemonProcess(home, env, "run") as daemon:
             port = int(daemon.expect(HTTP_LINE, timeout=60)[1])
             daemon.ready(timeout=120)
+            base_url = f"http://127.0.0.1:{port}"
+            idle = asyncio.run(idle_latency(base_url))
             started = time.perf_counter()
-            latencies, ids = asyncio.run(submit_all(f"http://127.0.0.1:{port}", jobs, CLIENTS))
+            latencies, ids = asyncio.run(submit_all(base_url, jobs, CLIENTS))
             submitted = time.perf_counter()
             log(f"{NAME}: {jobs} jobs submitted in {submitted - started:.1f}s")
             try:
@@ -143,6 +159,7 @@ def measure(jobs: int, log: Log) -> dict[str, Any]:
         counts = exactly_once(home, ids, jobs)
     result: dict[str, Any] = {
         "clients": CLIENTS,
+        "idle_healthz_p50_s": percentile(idle, 50),
         "latency_s": sorted(latencies),
         "p50_s": percentile(latencies, 50),
         "p99_s": percentile(latencies, 99),
@@ -176,7 +193,8 @@ def run(quick: bool, log: Log) -> Result:
                 f"{jobs / r['submit_s']:.0f}",
             ]
         ],
-        title="POST /v1/jobs, answered while the daemon works on the jobs already queued",
+        title="POST /v1/jobs, answered while the daemon works on the jobs already queued; "
+        f"before them, one client alone: GET /healthz p50 {ms(r['idle_healthz_p50_s'])}",
     )
     processed = Table(
         ["criterion", "measured", "met"],

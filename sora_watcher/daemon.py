@@ -151,8 +151,8 @@ class Daemon:
             self.heartbeat.stop()
             self.intake.stop()
             self.pipeline.close()
-            if self.mode is RunMode.ONCE:
-                self.outbox.deliver_due()  # one try now; what fails waits for the next start
+            if self.mode is RunMode.ONCE and not self.stop.is_set():
+                self.outbox.flush()
             self.outbox.close()
             self.alerts.close()
             self.board.set("stopped")

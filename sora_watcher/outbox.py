@@ -364,6 +364,17 @@ class Outbox:
             self._client.close()
             self._client = None
 
+    def flush(self) -> None:
+        """Stop the thread, then one last pass on this one: ``once`` tries what it announced
+        before it exits (what fails is tried at the next start)."""
+        self.close()
+        self._stop = None
+        self._closing.clear()
+        try:
+            self.deliver_due()
+        finally:
+            self.close()
+
     def _stopping(self) -> bool:
         return self._closing.is_set() or (self._stop is not None and self._stop.is_set())
 

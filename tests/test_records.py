@@ -183,3 +183,32 @@ def test_old_finished_records_and_keys_go_and_the_others_stay(tmp_path: Path) ->
     assert records.prune(30, now=45 * 86400.0) == 1
     assert {r.name for r in records.all()} == {"waiting.txt", "recent.txt"}
     assert records.prune(0, now=10**12) == 0  # 0: kept for ever
+
+
+def test_once_tells_the_webhook_before_it_exits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import http.server
+
+    got: list[dict[str, object]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("SORA_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
+        (tmp_path / "inbox").mkdir()
+        (tmp_path / "inbox" / "a.txt").write_text("a fox\n", "utf-8")
+        assert once(tmp_path) == EXIT_OK
+    finally:
+        server.shutdown()
+    assert [(e["type"], e["data"]["name"]) for e in got] == [("job.done", "a.txt")]  # type: ignore[index]
+    assert not list((tmp_path / "outbox").glob("msg_*"))

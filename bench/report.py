@@ -44,6 +44,8 @@ browser per job (`watcher.py generate`) |
 | 6 | openai | `SORA_BACKEND=openai` against the Images API stand-in (`openai_standin/`): \
 throughput at concurrency 8 against its limit, time from the API's answer to the published \
 image, RSS over 1,000 images, start-up to READY=1 |
+| 7 | api | `POST /v1/jobs` latency p50/p99 at 50 concurrent clients with the daemon working \
+(instant backend); 1,000 jobs through the API, each processed exactly once |
 """
 
 

@@ -366,11 +366,6 @@ def test_a_body_over_the_limit_is_refused_by_its_length(service: Service) -> Non
     assert queued(service) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server/app.py: FastAPI turns BodyLimit's TooLarge, raised while it reads the body, "
-    "into a 400; TooLarge must be an HTTPException(413) for FastAPI to let it through",
-)
 def test_a_streamed_body_over_the_limit_is_refused(service: Service) -> None:
     body, before = over_the_limit(), queued(service)
 

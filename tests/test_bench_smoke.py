@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from bench import backlog, detection, openai, overhead, report, soak, throughput
+from bench import api, backlog, detection, openai, overhead, report, soak, throughput
 from bench.harness import Result, bench_processes, say
 
 pytestmark = pytest.mark.e2e
 
-ORDER = ["detection", "overhead", "throughput", "backlog", "soak", "openai"]
+ORDER = ["detection", "overhead", "throughput", "backlog", "soak", "openai", "api"]
 
 
 @pytest.fixture(autouse=True)
@@ -94,3 +94,9 @@ def test_openai_backend_measures_its_four_numbers() -> None:
     starts = raw["start_up_s"]
     assert len(starts) == 2 and all(s["ready"] > 0 for s in starts)
     assert all(s["waiting_ready"] > 0 and 0 < s["first_call"] < s["first_image"] for s in starts)
+
+
+def test_api_submits_each_job_exactly_once() -> None:
+    raw = sane(api.run(True, say))
+    assert raw["jobs"] == raw["records_done"] == raw["processed"] == raw["images"] == 100
+    assert 0 < raw["p50_s"] <= raw["p99_s"] <= raw["max_s"]

@@ -82,7 +82,7 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise TooLarge()
+                raise TooLarge(self.limit)  # an HTTPException: FastAPI answers it as it is
             return message
 
         try:
@@ -91,13 +91,14 @@ class BodyLimit:
             await self.refuse(send)
 
     async def refuse(self, send: Send) -> None:
-        detail = f"the body is over {self.limit} bytes (SORA_MAX_INPUT_BYTES): split the job"
-        response = JSONResponse({"detail": detail, "field": None}, status_code=413)
+        response = JSONResponse(TooLarge(self.limit).detail, status_code=413)
         await response({"type": "http"}, receive_nothing, send)
 
 
-class TooLarge(Exception):
-    pass
+class TooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        detail = f"the body is over {limit} bytes (SORA_MAX_INPUT_BYTES): split the job"
+        super().__init__(413, {"detail": detail, "field": None})
 
 
 async def receive_nothing() -> Message:

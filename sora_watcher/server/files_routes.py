@@ -16,6 +16,7 @@ from sora_watcher.images import inside
 from sora_watcher.inputs.common import SAFE_NAME
 from sora_watcher.job_view import describe_image
 from sora_watcher.server.deps import Ctx, protected
+from sora_watcher.server.jobs_routes import Problem
 
 router = APIRouter(prefix="/v1", tags=["images"], dependencies=[Depends(protected)])
 
@@ -41,7 +42,11 @@ class Latest(BaseModel):
     image: dict[str, Any]
 
 
-@router.get("/users/{user}/latest", response_model=Latest, responses={404: {}})
+@router.get(
+    "/users/{user}/latest",
+    response_model=Latest,
+    responses={404: {"model": Problem}, 422: {"model": Problem}},
+)
 def latest(user: User, ctx: Ctx) -> dict[str, Any]:
     """The newest chart image of ``user`` and its prompt (what ``result_<user>.json`` says)."""
     result = inside(ctx.images, f"{user}/result_{user}.json")

@@ -89,7 +89,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("", status_code=202, response_model=Accepted, responses=ERRORS)
+@router.post(
+    "",
+    status_code=202,
+    response_model=Accepted,
+    responses=ERRORS | {200: {"model": Accepted, "description": "sent again: the same job"}},
+)
 def create_job(
     job: JobIn,
     response: Response,

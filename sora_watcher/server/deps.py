@@ -9,8 +9,11 @@ from fastapi import Depends, Request
 from sora_watcher.server.auth import guard
 from sora_watcher.server.context import Context
 
+# Both are async, though they never wait: FastAPI runs a plain function dependency on its
+# thread pool, and two thread hops per request cost more than the work they do.
 
-def context(request: Request) -> Context:
+
+async def context(request: Request) -> Context:
     found: Context = request.app.state.context
     return found
 
@@ -18,5 +21,5 @@ def context(request: Request) -> Context:
 Ctx = Annotated[Context, Depends(context)]
 
 
-def protected(request: Request, ctx: Ctx) -> None:
+async def protected(request: Request, ctx: Ctx) -> None:
     guard(request, ctx)

@@ -4,7 +4,7 @@ The daemon runs the instant backend (64x64 PNGs at once), or the openai backend 
 local stand-in when the test needs the queue paused. The HTTP service listens on a port the
 kernel chooses (``SORA_HTTP=127.0.0.1:0``), read from the daemon's log line.
 
-``SORA_SCREENSHOT=docs/dashboard.png`` makes the gallery test save a screenshot there.
+The README's picture of the dashboard is made by ``scripts/screenshot.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from openai_standin import ImagesStandIn
 from sora_driver.browser import find_browser, launch
 from sora_watcher.thumbnails import Thumbnails
-from standin_kit.process import ROOT, daemon_env
+from standin_kit.process import daemon_env
 from tests.conftest import Daemon, drop
 
 pytestmark = pytest.mark.e2e
@@ -126,14 +126,6 @@ def test_a_prompt_from_the_form_and_a_dropped_file_show_in_the_gallery(
     page.wait_for_function("() => document.querySelector('#viewer-image').naturalWidth === 64")
     page.keyboard.press("Escape")
     expect(viewer).to_be_hidden()
-
-    if target := os.environ.get("SORA_SCREENSHOT"):
-        page.goto(url)  # as a visitor sees it: no message, no focus
-        page.wait_for_function(
-            "() => [...document.querySelectorAll('.gallery img')]"
-            ".every(img => img.complete && img.naturalWidth > 0)"
-        )
-        page.screenshot(path=str(ROOT / target), full_page=True)
 
 
 def test_thumbnails_are_made_once_and_served_small(

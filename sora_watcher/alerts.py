@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import apprise
 from loguru import logger
 
+from sora_watcher.options import ConfigError
 from sora_watcher.status import age, when
 
 NO_HINT = (
@@ -51,13 +52,13 @@ def scheme_of(url: str) -> str:
 
 
 def target(index: int, url: str) -> Target:
-    """One URL, read by Apprise; a ValueError that shows its scheme, never the URL."""
+    """One URL, read by Apprise; a ConfigError that shows its scheme, never the URL."""
     scheme = scheme_of(url)
     service = apprise.Apprise()
     # Without a scheme Apprise would log the text as it is: it is not even tried.
     if not scheme or not service.add(url):
         shown = f"a {scheme}:// URL" if scheme else "a text that is not a URL (scheme://...)"
-        raise ValueError(
+        raise ConfigError(
             f"SORA_NOTIFY: the URL number {index} is {shown} that Apprise cannot read; "
             "see https://github.com/caronc/apprise/wiki for the forms it knows"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,9 +19,11 @@ from sora_watcher.errors import Fingerprint
 def write_atomically(path: Path, data: bytes, durable: bool = True) -> None:
     """Write to a hidden temporary name, flush to disk, then rename: never a partial file.
 
-    ``durable=False`` skips the fsync, for what may be lost in a power cut (a status note).
+    The temporary name is new at each call, so that two threads writing the same file at once
+    never write into each other's. ``durable=False`` skips the fsync, for what may be lost in
+    a power cut (a status note).
     """
-    temporary = path.with_name(f".{path.name}.part")
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
     with open(temporary, "wb") as out:
         out.write(data)
         out.flush()

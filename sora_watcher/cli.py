@@ -22,18 +22,18 @@ from loguru import logger
 
 from sora_watcher import backends, logs
 from sora_watcher.backends.base import ImageBackend
-from sora_watcher.config import OPTIONS, ConfigError, Settings, resolve, sections
+from sora_watcher.config import OPTIONS, ConfigError, Settings, resolve, sections, worker_folders
 from sora_watcher.daemon import Daemon, RunMode
 from sora_watcher.errors import CredentialsMissing, Interrupted
-from sora_watcher.folders import FolderLocked, Folders, JobState
+from sora_watcher.folders import FolderLocked, JobState
 from sora_watcher.inputs import InputError, read_prompts
 from sora_watcher.inputs.chart import load_template
 from sora_watcher.options import add_flags
 from sora_watcher.records import Records
-from sora_watcher.server.settings import ServiceSettings
-from sora_watcher.server.settings import from_settings as service_settings
+from sora_watcher.service_settings import ServiceSettings
+from sora_watcher.service_settings import from_settings as service_settings
 from sora_watcher.status import status
-from sora_watcher.submit import SubmitError, retry, retry_file
+from sora_watcher.submit import SubmitError, retry, retry_files
 
 EXIT_OK, EXIT_FAILED, EXIT_SESSION, EXIT_LOCKED, EXIT_USAGE = 0, 1, 2, 3, 64
 
@@ -187,20 +187,12 @@ def run(daemon: Daemon, service: ServiceSettings) -> None:
     from sora_watcher.server.context import Context  # the web libraries load only here
     from sora_watcher.server.runner import HttpService
 
-    http = HttpService(Context(daemon.settings, service, daemon.rules), service.http)
-    http.start()
-    try:
-        daemon.run()
-    finally:
-        http.close()
+    daemon.run(beside=[HttpService(Context(daemon.settings, service, daemon.rules), service.http)])
 
 
 def retry_failed(settings: Settings, name: str | None, every: bool) -> int:
     """``sora-watcher retry NAME|--all``: failed jobs back into the inbox."""
-    folders = Folders.for_worker(
-        settings.inbox, settings.processing, settings.processed, settings.failed,
-        settings.images, settings.worker_id,
-    )  # fmt: skip
+    folders = worker_folders(settings)
     records = Records(settings.records)
     folders.inbox.mkdir(parents=True, exist_ok=True)
     try:
@@ -214,8 +206,8 @@ def retry_failed(settings: Settings, name: str | None, every: bool) -> int:
             if not os.path.lexists(paths[0]):
                 print(f"{name}: no such job id, nor file in {folders.failed}", file=sys.stderr)
                 return EXIT_FAILED
-        for path in paths:
-            print(f"{path.name} -> {retry_file(path, records, folders).name}")
+        for path, moved in zip(paths, retry_files(paths, records, folders), strict=True):
+            print(f"{path.name} -> {moved.name}")
     except SubmitError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_FAILED

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sora_watcher import backends, options
 from sora_watcher.backends import Backend
+from sora_watcher.folders import Folders
 from sora_watcher.options import (
     ConfigError,
     Flags,
@@ -45,6 +46,7 @@ __all__ = [
     "concurrency_for",
     "number",
     "resolve",
+    "worker_folders",
 ]
 
 MAX_CONCURRENCY = 16  # what any backend allows at most; each says its own limit
@@ -187,9 +189,15 @@ def all_options() -> Table:
 
 def sections() -> dict[str, Table]:
     """The sections besides the common one: the service's, then each backend's."""
-    from sora_watcher.server import settings as service  # light: no web library
+    from sora_watcher import service_settings as service  # light: no web library
 
     return {"service": service.OPTIONS, **{str(k): v for k, v in backends.sections().items()}}
+
+
+def worker_folders(settings: Settings) -> Folders:
+    """The folders of this daemon's worker (``SORA_WORKER_ID``)."""
+    s = settings
+    return Folders.for_worker(s.inbox, s.processing, s.processed, s.failed, s.images, s.worker_id)
 
 
 def concurrency_for(settings: Settings, most: int, default: int) -> int:

@@ -17,17 +17,19 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
+from typing import Protocol
 
 from loguru import logger
 
 from sora_watcher import logs, metrics
 from sora_watcher.alerts import Alerts
 from sora_watcher.backends.base import Capabilities
-from sora_watcher.config import Settings, concurrency_for
+from sora_watcher.config import Settings, concurrency_for, worker_folders
 from sora_watcher.errors import CredentialsMissing, GenerationError, Interrupted, QueueStopError
-from sora_watcher.folders import Folders, JobState, hold_lock
+from sora_watcher.folders import LOCK_FILE, JobState, hold_lock
 from sora_watcher.in_flight import InFlight
 from sora_watcher.inputs import Prompt, Rules
 from sora_watcher.inputs.chart import load_template
@@ -39,12 +41,18 @@ from sora_watcher.pauses import POLL_SECONDS, Pauses
 from sora_watcher.pipeline import Pipeline, RetryPolicy
 from sora_watcher.quota import DailyCount
 from sora_watcher.records import Record, Records
-from sora_watcher.server.settings import ServiceSettings, read_settings
 from sora_watcher.service import STATUS_FILE, Board, Heartbeat, notify
+from sora_watcher.service_settings import ServiceSettings, read_settings
 from sora_watcher.steps import BackendFactory, Steps
 from sora_watcher.watch import Intake
 
-LOCK_FILE = ".lock"
+
+class Beside(Protocol):
+    """What runs along the worker (the HTTP service): started and closed by ``run``."""
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class RunMode(str, Enum):
@@ -74,14 +82,7 @@ class Daemon:
         self.capabilities = capabilities
         self.stop = stop
         self.mode = RunMode(mode)
-        self.folders = Folders.for_worker(
-            settings.inbox,
-            settings.processing,
-            settings.processed,
-            settings.failed,
-            settings.images,
-            settings.worker_id,
-        )
+        self.folders = worker_folders(settings)
         self.rules = Rules(
             settings.max_input_bytes,
             settings.max_prompt_chars,
@@ -126,12 +127,17 @@ class Daemon:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Work until ``stop`` is set (``once``: until the inbox is empty)."""
+    def run(self, beside: Sequence[Beside] = ()) -> None:
+        """Work until ``stop`` is set (``once``: until the inbox is empty). ``beside``: what
+        runs along (the HTTP service), started once the worker's lock is ours."""
         assert self.mode is not RunMode.GENERATE, "generate() runs that mode"
         self.folders.ensure()
         lock = hold_lock(self.folders.processing / LOCK_FILE)
+        started: list[Beside] = []
         try:
+            for service in beside:
+                service.start()
+                started.append(service)
             self.start_backend()
             clean_up_after_crash(self.folders.processing)
             self.prune_records()
@@ -155,6 +161,8 @@ class Daemon:
                 self.outbox.flush()
             self.outbox.close()
             self.alerts.close()
+            for service in started:
+                service.close()
             self.board.set("stopped")
             os.close(lock)
             logger.info("stopped")
@@ -201,6 +209,7 @@ class Daemon:
                 self.work()
         finally:
             self.pipeline.close()
+            self.alerts.close()
             shutil.rmtree(self.workdir, ignore_errors=True)
         return all(entry.state is PromptState.DONE for entry in journal.entries)
 

@@ -19,6 +19,7 @@ from loguru import logger
 
 from sora_watcher.atomic import first_free, publish, publish_name, write_atomically
 
+LOCK_FILE = ".lock"  # in a worker's processing folder, held by its daemon (see hold_lock)
 IGNORED_SUFFIXES = (".tmp", ".part", ".swp", ".crdownload")
 OWN_SUFFIXES = (".state.json", ".error.txt")  # files of ours that sit beside inputs
 
@@ -153,3 +154,24 @@ class Folders:
             error_file = target.with_name(target.name + ".error.txt")
             write_atomically(error_file, reason.encode("utf-8", "backslashreplace"))
         return move_without_overwrite(claimed, final, chosen, remember)
+
+
+def count_inputs(folder: Path) -> int:
+    if not folder.is_dir():
+        return 0
+    return sum(1 for entry in folder.iterdir() if not is_ignored(entry.name))
+
+
+def lock_is_held(lock: Path) -> bool:
+    """Whether a living daemon holds this worker's lock (the kernel drops it when one dies)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing also releases a lock we just took
+    return False

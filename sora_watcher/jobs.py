@@ -24,7 +24,7 @@ from sora_watcher.images import images_folder
 from sora_watcher.inputs import InputError, Rules, read_prompts
 from sora_watcher.job_view import prompt_record
 from sora_watcher.journal import Journal, PromptState
-from sora_watcher.records import JobStatus, PromptRecord, Record, Records, new_id, untag
+from sora_watcher.records import JobStatus, PromptRecord, Record, Records, id_of_file, untag
 
 
 class Jobs:
@@ -97,7 +97,8 @@ class Jobs:
         except (InputError, OSError) as exc:
             self.fail_unreadable(claimed, str(exc), record)
             return None
-        done = {} if record is None else record.images_made()  # a retry makes only the rest
+        # A retry makes only what failed; an input dropped again is made again, whole.
+        done = record.images_made() if record is not None and record.retried else {}
         job = None if record is None else record.id
         journal = Journal.start(claimed, prompts, name=name, job_id=job, done=done)
         for entry in journal.entries:
@@ -111,25 +112,27 @@ class Jobs:
             record = self.take_record(*untag(claimed.name), claimed)
         if record is not None:
             self.end_record(record, JobStatus.FAILED, [], report)
-        final = self.folders.finish(claimed, JobState.FAILED, report)
-        self.record_final(record, final)
+        final = self.folders.finish(claimed, JobState.FAILED, report, None, self.remember(record))
         logger.error("{} moved to {}: {}", claimed.name, final, reason)
         self.unfinished += 1
 
     # -- its record (see records) ---------------------------------------------------------------
 
     def take_record(self, job_id: str | None, name: str, claimed: Path) -> Record | None:
-        """The job's record, marked as processing (a new one for an input dropped by hand)."""
+        """The job's record, marked as processing (a new one for an input dropped by hand).
+
+        Taken again after a crash (the claim was made, the journal not yet), it is the same
+        run: the run number names the webhook of the job's end, which must not change.
+        """
         if self.records is None:
             return None
-        record = self.records.load(job_id) if job_id else None
-        if record is None:
-            record = Record(job_id or new_id(), name, "inbox")
-        record.state, record.started_at, record.finished_at = (
-            JobStatus.PROCESSING,
-            time.time(),
-            None,
-        )
+        job_id = job_id or id_of_file(claimed)
+        record = self.records.load(job_id) or Record(job_id, name, "inbox")
+        if record.state is JobStatus.PROCESSING and record.claimed == str(claimed):
+            return record
+        record.state = JobStatus.PROCESSING
+        record.started_at = time.time()
+        record.finished_at = None
         record.runs += 1
         record.claimed = str(claimed)
         self.records.save(record)
@@ -143,20 +146,35 @@ class Jobs:
         assert self.records is not None
         record.state, record.prompts, record.reason = state, prompts, reason
         record.finished_at = time.time()
+        record.retried = False
         self.records.save(record)
         self.on_end(record)
 
-    def record_final(self, record: Record | None, final: Path) -> None:
-        if record is not None and self.records is not None:
-            record.final = str(final)
-            self.records.save(record)
+    def remember(
+        self, record: Record | None, also: Callable[[str], None] | None = None
+    ) -> Callable[[str], None]:
+        """What the move calls with the input's final name before it moves it: the record
+        writes it down (a retry looks for the input there), then ``also``."""
+
+        def write_down(chosen: str) -> None:
+            if also is not None:
+                also(chosen)
+            if record is not None and self.records is not None:
+                record.final = str(self.final_folder(record) / chosen)
+                self.records.save(record)
+
+        return write_down
+
+    def final_folder(self, record: Record) -> Path:
+        state = JobState.FAILED if record.state is JobStatus.FAILED else JobState.PROCESSED
+        return self.folders.of(state)
 
     def record_of(self, journal: Journal) -> Record | None:
         if self.records is None:
             return None
         record = self.records.load(journal.job_id) if journal.job_id else None
-        if record is None:  # a journal from before records: its record starts now
-            record = self.take_record(None, journal.input_name, journal.input_path)
+        if record is None:  # a journal from before records (or its record lost): one now
+            record = self.take_record(journal.job_id, journal.input_name, journal.input_path)
             journal.job_id = record.id if record else None
         return record
 
@@ -169,7 +187,7 @@ class Jobs:
             journal.reason = failure_report(journal) if failures else None
             journal.save()
 
-        def remember(name: str) -> None:
+        def write_down(name: str) -> None:
             journal.final = name
             journal.save()
 
@@ -185,8 +203,8 @@ class Jobs:
             inputs.finished(journal.input_name, first.text, image, self.settings.home)  # plug-ins
         if not self.moves_inputs:
             return
+        remember = self.remember(record, write_down)
         final = self.folders.finish(claimed, state, journal.reason, journal.final, remember)
-        self.record_final(record, final)
         journal.remove()
         if failures:
             self.unfinished += 1

@@ -25,10 +25,8 @@ from prometheus_client import generate_latest as _generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from sora_watcher.config import Settings
+from sora_watcher.folders import LOCK_FILE, count_inputs, lock_is_held
 from sora_watcher.service import STATUS_FILE, Board
-from sora_watcher.status import count_inputs, lock_is_held
-
-LOCK_FILE = ".lock"  # daemon.LOCK_FILE: daemon imports this module, so it cannot be imported here
 
 # A generation takes from about a second (the API) to several minutes (a busy web app).
 GENERATION_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300, 450, 600)
@@ -83,20 +81,21 @@ def webhook_attempt(outcome: str) -> None:
     _WEBHOOKS.labels(outcome).inc()
 
 
-def render(settings: Settings, outbox_folder: Path) -> tuple[bytes, str]:
-    """The exposition text of one scrape, and its content type."""
+def render(settings: Settings, webhooks: dict[str, int]) -> tuple[bytes, str]:
+    """The exposition text of one scrape, and its content type. ``webhooks``: the outbox's
+    counts ("pending", "failed"), read by the caller (the outbox counts here)."""
     registry = CollectorRegistry()
     registry.register(_COUNTERS)
-    registry.register(Folders(settings, outbox_folder))
+    registry.register(Folders(settings, webhooks))
     return _generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 class Folders:
     """The state on disk, read when Prometheus asks."""
 
-    def __init__(self, settings: Settings, outbox_folder: Path) -> None:
+    def __init__(self, settings: Settings, webhooks: dict[str, int]) -> None:
         self.settings = settings
-        self.outbox_folder = outbox_folder
+        self.webhook_counts = webhooks
 
     def collect(self) -> Iterator[Metric]:
         workers = sorted(p for p in self.settings.processing.glob("*") if p.is_dir())
@@ -118,14 +117,16 @@ class Folders:
         held = [w for w in workers if lock_is_held(w / LOCK_FILE)]
         # Only a living worker's board counts: a dead one's may still say "paused".
         boards = [b for w in held if (b := Board.load(w / STATUS_FILE)) is not None]
-        reasons = sorted({b.detail for b in boards if b.state == "paused"})
+        # The error's class, not its words: those hold request ids and times, and each new
+        # label value would be a new series.
+        reasons = sorted({b.detail.partition(": ")[0] for b in boards if b.state == "paused"})
         yield GaugeMetricFamily("sora_daemon_up", "1 if a worker holds its lock", 1 if held else 0)
         yield GaugeMetricFamily(
             "sora_paused", "1 if a worker's queue is paused", 1 if reasons else 0
         )
         info = GaugeMetricFamily(
             "sora_paused_info",
-            "Why the queue is paused (the status board's words)",
+            "Why the queue is paused (the error's class)",
             labels=["reason"],
         )
         for reason in reasons:  # one per cause: several workers paused alike are one series
@@ -133,22 +134,10 @@ class Folders:
         yield info
 
     def webhooks(self) -> Iterator[Metric]:
-        counts = outbox_counts(self.outbox_folder)
-        if counts is None:
-            return
+        counts = self.webhook_counts
         yield GaugeMetricFamily(
             "sora_webhooks_pending", "Webhook deliveries waiting to be sent", counts["pending"]
         )
         yield GaugeMetricFamily(
             "sora_webhooks_failed", "Webhook deliveries given up on, kept", counts["failed"]
         )
-
-
-def outbox_counts(folder: Path) -> dict[str, int] | None:
-    """``outbox.counts(folder)``; None without that module (written at the same time as this
-    one). Imported here, at scrape time, so that counting jobs never loads the webhook side."""
-    try:
-        from sora_watcher.outbox import counts
-    except ImportError:
-        return None
-    return counts(folder)

@@ -38,7 +38,7 @@ from sora_watcher import metrics
 from sora_watcher.atomic import fsync_folder, write_atomically
 from sora_watcher.options import ConfigError
 from sora_watcher.records import JobStatus, Record
-from sora_watcher.server.settings import ServiceSettings
+from sora_watcher.service_settings import ServiceSettings
 
 FAILED = "failed"
 PATTERN = "msg_*.json"  # a delivery; the hidden ``.part`` files of a write are not
@@ -289,7 +289,9 @@ class Outbox:
             return self.scrubbed(f"{type(exc).__name__}: {exc}", delivery.url), False
         if answer.is_success:
             return None, False
-        return f"HTTP {answer.status_code}: {answer.text[:REASON_BODY]}", False
+        # 410 Gone: the receiver says it is gone for good (Standard Webhooks: stop sending).
+        gone = answer.status_code == 410
+        return f"HTTP {answer.status_code}: {answer.text[:REASON_BODY]}", gone
 
     @staticmethod
     def scrubbed(reason: str, url: str) -> str:

@@ -8,7 +8,8 @@ input; the record stays. It is written at three moments, each time whole and ato
 
 A job's id travels in the name of its input: ``job_<hex>--<name>``, so the claim, a restart
 or a retry never lose it, and the reader of the input sees ``<name>`` (``theme_alice.json``
-stays a chart). An input dropped by hand gets its id when it is claimed, and its record then.
+stays a chart). An input dropped by hand keeps its name: its id is made from the file itself
+(its inode and mtime, which the claim's rename keeps), so that a restart finds the same one.
 
 Ids are made here and checked here: an id that does not match ``ID`` is refused before it
 comes near a path.
@@ -17,6 +18,7 @@ comes near a path.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -28,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from loguru import logger
 
 from sora_watcher.atomic import write_atomically
 
@@ -49,6 +53,14 @@ class JobStatus(str, Enum):
 
 def new_id() -> str:
     return "job_" + secrets.token_hex(10)
+
+
+def id_of_file(path: Path) -> str:
+    """The id of an input dropped by hand: the same for the file wherever it is moved (a
+    rename keeps its inode and mtime), another for another file."""
+    info = path.lstat()
+    made_of = f"{info.st_dev}:{info.st_ino}:{info.st_mtime_ns}"
+    return "job_" + hashlib.sha256(made_of.encode()).hexdigest()[:20]
 
 
 def tag(job_id: str, name: str) -> str:
@@ -85,10 +97,11 @@ class Record:
     finished_at: float | None = None
     runs: int = 0  # times it was claimed from the inbox (a retry adds one; a restart does not)
     callback_url: str | None = None
-    claimed: str | None = None  # where the input is worked on, relative to SORA_HOME
-    final: str | None = None  # where the input ended, relative to SORA_HOME
+    claimed: str | None = None  # where the input is worked on (an absolute path)
+    final: str | None = None  # where the input ended (an absolute path), written before the move
     prompts: list[PromptRecord] = field(default_factory=list)
     reason: str | None = None  # the failure report (the text of <name>.error.txt)
+    retried: bool = False  # sent back by a retry: its next run makes only what failed
 
     def images_made(self) -> dict[tuple[int, str], list[str]]:
         """The image names of the prompts a run before made, by (line, text)."""
@@ -117,10 +130,15 @@ class Record:
 
 
 class Records:
-    """The records folder. Every write is whole and atomic; a reader never sees half a record."""
+    """The records folder. Every write is whole and atomic; a reader never sees half a record.
+
+    Records read are kept in memory by their file's (mtime, size), so that listing the jobs
+    (the dashboard does every two seconds) reads only the files that changed.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.cache: dict[Path, tuple[tuple[int, int], Record]] = {}
 
     def path(self, job_id: str) -> Path:
         if not ID.fullmatch(job_id):
@@ -133,20 +151,43 @@ class Records:
         write_atomically(self.path(record.id), data.encode("utf-8"))
 
     def load(self, job_id: str) -> Record | None:
-        """The record of ``job_id``; None if there is none (or the id is malformed)."""
+        """The record of ``job_id`` (a copy of its own: change it, then ``save`` it); None if
+        there is none, the id is malformed, or the file cannot be read (said in the log)."""
         try:
-            data = json.loads(self.path(job_id).read_text("utf-8"))
-            return Record.from_dict(data)
-        except (KeyError, FileNotFoundError):
+            path = self.path(job_id)
+        except KeyError:
             return None
+        found = self.read(path)
+        return None if found is None else Record.from_dict(found.to_dict())
+
+    def read(self, path: Path) -> Record | None:
+        try:
+            info = path.stat()
+            version = (info.st_mtime_ns, info.st_size)
+            cached = self.cache.get(path)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            record = Record.from_dict(json.loads(path.read_text("utf-8")))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # damaged, or not ours
+            logger.warning("job record {} cannot be read ({}); it is left alone", path, exc)
+            return None
+        self.cache[path] = (version, record)
+        return record
 
     def all(self) -> Iterator[Record]:
-        """Every record, in no order; one that cannot be read is skipped."""
+        """Every record, in no order, not to be changed (``load`` one to change it); one that
+        cannot be read is skipped."""
         if not self.folder.is_dir():
             return
-        for path in self.folder.glob("job_*.json"):
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                yield Record.from_dict(json.loads(path.read_text("utf-8")))
+        paths = set(self.folder.glob("job_*.json"))
+        for gone in set(self.cache) - paths:
+            del self.cache[gone]
+        for path in paths:
+            record = self.read(path)
+            if record is not None:
+                yield record
 
     def newest(self, state: JobStatus | None = None, limit: int = 50) -> list[Record]:
         chosen = [r for r in self.all() if state is None or r.state is state]
@@ -164,7 +205,7 @@ class Records:
             if record.state.ended and (record.finished_at or record.created_at) < cutoff:
                 self.path(record.id).unlink(missing_ok=True)
                 removed += 1
-        for key in (self.folder / KEYS_FOLDER).glob("*.json"):
+        for key in (self.folder / KEYS_FOLDER).glob("*.*"):
             with contextlib.suppress(FileNotFoundError):
                 if key.stat().st_mtime < cutoff:
                     key.unlink()
@@ -176,19 +217,31 @@ class Records:
         digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
         return self.folder / KEYS_FOLDER / f"{digest}.json"
 
-    def remember_key(self, key: str, job_id: str, body_digest: str) -> tuple[str, str]:
-        """Bind ``key`` to ``job_id``, unless it is bound already: the (job id, body digest)
-        it is bound to. The first to bind wins, even against another process (``os.link``)."""
-        path = self.key_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps({"id": job_id, "body": body_digest}).encode("utf-8")
-        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-        write_atomically(temporary, data)
+    def bound(self, key: str) -> tuple[str, str] | None:
+        """The (job id, body digest) an Idempotency-Key is bound to, if it is."""
         try:
-            os.link(temporary, path)
-        except FileExistsError:
-            bound = json.loads(path.read_text("utf-8"))
+            bound = json.loads(self.key_path(key).read_text("utf-8"))
             return str(bound["id"]), str(bound["body"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # damaged: bound again by the request that holds the key's lock
+
+    def bind(self, key: str, job_id: str, body_digest: str) -> None:
+        data = json.dumps({"id": job_id, "body": body_digest}).encode("utf-8")
+        self.key_path(key).parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.key_path(key), data)
+
+    @contextlib.contextmanager
+    def key_lock(self, key: str) -> Iterator[None]:
+        """Held while a request with this Idempotency-Key is submitted: two requests with one
+        key, in any process, are served one after the other (``flock``, let go by the kernel
+        if the process dies)."""
+        path = self.key_path(key).with_suffix(".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
         finally:
-            temporary.unlink()
-        return job_id, body_digest
+            os.close(fd)

@@ -6,8 +6,6 @@ session, an API key) are missing or refused.
 
 from __future__ import annotations
 
-import fcntl
-import os
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -15,30 +13,10 @@ from typing import Any
 
 from sora_watcher import backends
 from sora_watcher.config import Settings
-from sora_watcher.folders import is_ignored
+from sora_watcher.folders import LOCK_FILE, count_inputs, lock_is_held
+from sora_watcher.outbox import counts
 from sora_watcher.quota import todays_images, tokens
 from sora_watcher.service import STATUS_FILE, Board
-
-
-def count_inputs(folder: Path) -> int:
-    if not folder.is_dir():
-        return 0
-    return sum(1 for entry in folder.iterdir() if not is_ignored(entry.name))
-
-
-def lock_is_held(lock: Path) -> bool:
-    """Whether a living daemon holds this worker's lock (the kernel drops it when one dies)."""
-    try:
-        fd = os.open(lock, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing also releases a lock we just took
-    return False
 
 
 def when(timestamp: float) -> str:
@@ -67,7 +45,7 @@ def report(settings: Settings, environ: Mapping[str, str], offline: bool) -> tup
     images = sum(1 for _ in settings.images.rglob("*.png")) if settings.images.is_dir() else 0
     lines.append(f"  {'images':<11} {images}")
 
-    boards = [(w.name, Board.load(w / STATUS_FILE), lock_is_held(w / ".lock")) for w in workers]
+    boards = [(w.name, Board.load(w / STATUS_FILE), lock_is_held(w / LOCK_FILE)) for w in workers]
     running = [(name, board) for name, board, held in boards if held and board is not None]
     if not running:
         lines.append("daemon: not running")
@@ -93,8 +71,6 @@ def report(settings: Settings, environ: Mapping[str, str], offline: bool) -> tup
 
 
 def webhooks_line(outbox: Path) -> str:
-    from sora_watcher.outbox import counts  # here: the outbox counts in metrics, metrics in this
-
     waiting = counts(outbox) if outbox.is_dir() else {"pending": 0, "failed": 0}
     line = f"webhooks: {waiting['pending']} pending, {waiting['failed']} failed"
     if waiting["failed"]:

@@ -8,6 +8,7 @@ written, so that a bad one is refused with the same message instead of ending in
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ from sora_watcher.atomic import write_atomically
 from sora_watcher.folders import Folders, move_without_overwrite
 from sora_watcher.inputs import InputError, Rules, reader_for
 from sora_watcher.inputs.common import check_name, check_prompts, safe_folder
-from sora_watcher.records import JobStatus, Record, Records, new_id, tag, untag
+from sora_watcher.records import JobStatus, Record, Records, new_id, untag
 
 JOB_NAME = "job.json"  # the name a submitted JSON job is read under
 
@@ -73,33 +74,59 @@ def submit(
     body: dict[str, Any],
     rules: Rules,
     records: Records,
-    inbox: Path,
+    folders: Folders,
     idempotency_key: str | None = None,
 ) -> Submitted:
     """Check a job, then write it into the inbox: its record first (so the daemon that claims
-    it finds it), then the file, atomically (a hidden temporary name, then a rename)."""
+    it finds it), then the file, atomically (a hidden temporary name, then a rename).
+
+    With an Idempotency-Key, the requests that carry it are served one at a time: the first
+    binds the key to its job; the next ones get that job back, and write it again if the
+    first one died before its file was in the inbox (that is why a client sends it again).
+    """
     try:
         name, data = as_input(body)
         check(name, data, rules)
     except InputError as exc:
         raise SubmitError(str(exc), field_of(str(exc), body)) from None
-    record = Record(new_id(), name, "api", callback_url=body.get("callback_url"))
-    if idempotency_key is not None:
-        bound, bound_digest = records.remember_key(idempotency_key, record.id, digest(body))
-        if bound != record.id:
-            if bound_digest != digest(body):
-                raise SubmitError(
-                    "this Idempotency-Key was used for another job: use a new key for a new job",
-                    "Idempotency-Key",
-                    409,
-                )
-            earlier = records.load(bound)
-            return Submitted(earlier or Record(bound, name, "api"), created=False)
+    callback = body.get("callback_url")
+    if idempotency_key is None:
+        return queue(Record(new_id(), name, "api", callback_url=callback), data, records, folders)
+    with records.key_lock(idempotency_key):
+        bound = records.bound(idempotency_key)
+        if bound is None:
+            record = Record(new_id(), name, "api", callback_url=callback)
+            records.bind(idempotency_key, record.id, digest(body))
+            return queue(record, data, records, folders)
+        job_id, bound_digest = bound
+        if bound_digest != digest(body):
+            raise SubmitError(
+                "this Idempotency-Key was used for another job: use a new key for a new job",
+                "Idempotency-Key",
+                409,
+            )
+        earlier = records.load(job_id)
+        if earlier is None or (earlier.state is JobStatus.QUEUED and lost(earlier, folders)):
+            again = Record(job_id, name, "api", callback_url=callback)
+            return Submitted(queue(again, data, records, folders).record, created=False)
+        return Submitted(earlier, created=False)
+
+
+def queue(record: Record, data: bytes, records: Records, folders: Folders) -> Submitted:
     records.save(record)
-    inbox.mkdir(parents=True, exist_ok=True)
-    write_atomically(inbox / record.file, data)
-    logger.info("job {} queued ({})", record.id, name)
+    folders.inbox.mkdir(parents=True, exist_ok=True)
+    write_atomically(folders.inbox / record.file, data)
+    logger.info("job {} queued ({})", record.id, record.name)
     return Submitted(record, created=True)
+
+
+def lost(record: Record, folders: Folders) -> bool:
+    """A queued job whose input is nowhere: its request died before the file was written.
+    (Looked for in the inbox first: on its way, the file goes from there to processing/.)"""
+    if os.path.lexists(folders.inbox / record.file):
+        return False
+    processing = folders.processing.parent  # every worker's
+    return not any(processing.glob(f"*/{glob.escape(record.file)}"))
 
 
 def field_of(message: str, body: dict[str, Any]) -> str | None:
@@ -118,16 +145,17 @@ def field_of(message: str, body: dict[str, Any]) -> str | None:
 def retry(record: Record, records: Records, folders: Folders) -> Path:
     """A failed job back into the inbox, under its tagged name so that it keeps its id; the
     prompts it already made are not made again (see ``Record.images_made``)."""
-    if record.state is not JobStatus.FAILED:
+    source = failed_file(record, folders)
+    # A queued job whose input is still in failed/: a retry that died half-way.
+    if record.state is not JobStatus.FAILED and not (record.state is JobStatus.QUEUED and source):
         raise SubmitError(
             f"job {record.id} is {record.state.value}: only a failed job is retried", status=409
         )
-    source = failed_file(record, folders)
     if source is None:
         raise SubmitError(
             f"job {record.id}: its input is no longer in {folders.failed}", status=409
         )
-    record.state = JobStatus.QUEUED
+    record.state, record.retried = JobStatus.QUEUED, True
     records.save(record)  # before the move: the daemon may claim it at once
     target = move_without_overwrite(source, folders.inbox / record.file)
     Path(f"{source}.error.txt").unlink(missing_ok=True)  # the old failure's report
@@ -136,26 +164,30 @@ def retry(record: Record, records: Records, folders: Folders) -> Path:
 
 
 def failed_file(record: Record, folders: Folders) -> Path | None:
+    """Where the job's input is in failed/: where its record says it went (written before
+    the move), or under its tagged name."""
     candidates = [Path(record.final)] if record.final else []
-    candidates += [folders.failed / record.file, folders.failed / record.name]
+    candidates.append(folders.failed / record.file)
     for path in candidates:
         if path.parent == folders.failed and os.path.lexists(path):
             return path
     return None
 
 
-def retry_file(path: Path, records: Records, folders: Folders) -> Path:
-    """A file of failed/ back into the inbox: through its job's record if it has one."""
-    job_id, _ = untag(path.name)
-    record = records.load(job_id) if job_id else None
-    if record is None:
-        record = next((r for r in records.all() if r.final and Path(r.final) == path), None)
-    if record is not None and record.state is JobStatus.FAILED:
-        return retry(record, records, folders)
-    target = move_without_overwrite(path, folders.inbox / path.name)
-    Path(f"{path}.error.txt").unlink(missing_ok=True)
-    logger.info("{} sent back to the inbox", path.name)
-    return target
-
-
-__all__ = ["SubmitError", "Submitted", "retry", "retry_file", "submit", "tag"]
+def retry_files(paths: list[Path], records: Records, folders: Folders) -> list[Path]:
+    """Files of failed/ back into the inbox, each through its job's record if it has one;
+    where each went."""
+    if any(path.parent != folders.failed for path in paths):
+        raise SubmitError(f"only the files of {folders.failed} are retried")
+    by_final = {r.final: r.id for r in records.all() if r.final}
+    moved = []
+    for path in paths:
+        job_id = untag(path.name)[0] or by_final.get(str(path))
+        record = records.load(job_id) if job_id else None
+        if record is not None and record.state is JobStatus.FAILED:
+            moved.append(retry(record, records, folders))
+            continue
+        moved.append(move_without_overwrite(path, folders.inbox / path.name))
+        Path(f"{path}.error.txt").unlink(missing_ok=True)
+        logger.info("{} sent back to the inbox", path.name)
+    return moved

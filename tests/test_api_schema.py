@@ -37,7 +37,7 @@ from sora_watcher.inputs import Rules
 from sora_watcher.inputs.chart import load_template
 from sora_watcher.server.app import create_app
 from sora_watcher.server.context import Context
-from sora_watcher.server.settings import read_settings
+from sora_watcher.service_settings import read_settings
 from standin_kit.process import daemon_env, run_watcher
 
 TOKEN = "schema-token-0123456789abcdefghijklmnop"

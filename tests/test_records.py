@@ -15,8 +15,9 @@ from sora_watcher.cli import EXIT_FAILED, EXIT_OK, cli
 from sora_watcher.config import resolve
 from sora_watcher.folders import Folders
 from sora_watcher.inputs import Rules
-from sora_watcher.records import JobStatus, Record, Records, new_id, tag, untag
+from sora_watcher.records import ID, JobStatus, Record, Records, id_of_file, new_id, tag, untag
 from sora_watcher.submit import SubmitError, retry, submit
+from sora_watcher.submit import digest as digest_of
 
 
 def once(home: Path) -> int:
@@ -51,7 +52,7 @@ def test_a_submitted_job_is_written_into_the_inbox_and_made_like_a_dropped_file(
 ) -> None:
     records = Records(tmp_path / "records")
     job = {"prompts": ["a red fox", "a blue owl"], "aspect_ratio": "16:9"}
-    done = submit(job, rules(), records, tmp_path / "inbox")
+    done = submit(job, rules(), records, folders(tmp_path))
     record = done.record
     assert done.created and record.state is JobStatus.QUEUED and record.source == "api"
     assert [p.name for p in (tmp_path / "inbox").iterdir()] == [record.file]  # no temporary
@@ -81,7 +82,7 @@ def test_a_submission_is_refused_with_the_inbox_message_naming_the_field(tmp_pat
     ]
     for body, field, message in cases:
         with pytest.raises(SubmitError) as refused:
-            submit(body, rules(), records, inbox)
+            submit(body, rules(), records, folders(tmp_path))
         assert message in str(refused.value)
         assert refused.value.field == field
     assert not inbox.exists() or not any(inbox.iterdir())  # nothing written for a bad job
@@ -95,7 +96,7 @@ def test_one_idempotency_key_makes_one_job_even_sent_twice_at_once(tmp_path: Pat
 
     def client() -> None:
         start.wait()
-        done = submit({"prompt": "same"}, rules(), records, tmp_path / "inbox", "key-1")
+        done = submit({"prompt": "same"}, rules(), records, folders(tmp_path), "key-1")
         results.append(done.record.id)
 
     threads = [threading.Thread(target=client) for _ in range(8)]
@@ -106,14 +107,14 @@ def test_one_idempotency_key_makes_one_job_even_sent_twice_at_once(tmp_path: Pat
     assert len(set(results)) == 1
     assert len(list((tmp_path / "inbox").iterdir())) == 1
     with pytest.raises(SubmitError, match="Idempotency-Key was used for another job") as other:
-        submit({"prompt": "different"}, rules(), records, tmp_path / "inbox", "key-1")
+        submit({"prompt": "different"}, rules(), records, folders(tmp_path), "key-1")
     assert other.value.status == 409
 
 
 def test_a_retry_keeps_the_id_and_makes_only_what_failed(tmp_path: Path) -> None:
     records = Records(tmp_path / "records")
     job = {"prompts": ["a red fox", f"a wolf {REFUSE}"]}
-    record = submit(job, rules(), records, tmp_path / "inbox").record
+    record = submit(job, rules(), records, folders(tmp_path)).record
 
     assert once(tmp_path) == EXIT_FAILED
     failed = records.load(record.id)
@@ -212,3 +213,60 @@ def test_once_tells_the_webhook_before_it_exits(
         server.shutdown()
     assert [(e["type"], e["data"]["name"]) for e in got] == [("job.done", "a.txt")]  # type: ignore[index]
     assert not list((tmp_path / "outbox").glob("msg_*"))
+
+
+def test_a_request_sent_again_after_a_crash_gets_its_job_written(tmp_path: Path) -> None:
+    records = Records(tmp_path / "records")
+    here = folders(tmp_path)
+    # The first request bound its key, then died before its record and its file were written.
+    records.bind("key-9", "job_" + "0" * 20, digest_of({"prompt": "a fox"}))
+    again = submit({"prompt": "a fox"}, rules(), records, here, "key-9")
+    assert again.record.id == "job_" + "0" * 20 and not again.created
+    assert [p.name for p in here.inbox.iterdir()] == [again.record.file]
+    # Sent a third time, while the daemon has it: nothing more is written.
+    (here.processing).mkdir(parents=True)
+    (here.inbox / again.record.file).rename(here.processing / again.record.file)
+    third = submit({"prompt": "a fox"}, rules(), records, here, "key-9")
+    assert third.record.id == again.record.id and list(here.inbox.iterdir()) == []
+
+
+def test_a_damaged_record_is_skipped_and_the_input_still_made(tmp_path: Path) -> None:
+    records = Records(tmp_path / "records")
+    record = submit({"prompt": "a fox"}, rules(), records, folders(tmp_path)).record
+    records.path(record.id).write_text("{not json", "utf-8")
+    assert records.load(record.id) is None and list(records.all()) == []
+    assert once(tmp_path) == EXIT_OK
+    made = records.load(record.id)
+    assert made is not None and made.state is JobStatus.DONE and len(pngs(tmp_path)) == 1
+
+
+def test_a_retry_that_died_half_way_can_be_done_again(tmp_path: Path) -> None:
+    records = Records(tmp_path / "records")
+    record = submit({"prompt": f"x {REFUSE}"}, rules(), records, folders(tmp_path)).record
+    assert once(tmp_path) == EXIT_FAILED
+    failed = records.load(record.id)
+    assert failed is not None
+    failed.state = JobStatus.QUEUED  # saved by retry(), which then died before the move
+    records.save(failed)
+    retry(failed, records, folders(tmp_path))
+    assert [p.name for p in (tmp_path / "inbox").iterdir()] == [record.file]
+
+
+def test_an_input_dropped_again_is_made_again_whole(tmp_path: Path) -> None:
+    records = Records(tmp_path / "records")
+    record = submit({"prompt": "a fox"}, rules(), records, folders(tmp_path)).record
+    assert once(tmp_path) == EXIT_OK
+    (tmp_path / "processed" / record.file).rename(tmp_path / "inbox" / record.file)
+    assert once(tmp_path) == EXIT_OK
+    assert len(pngs(tmp_path)) == 2  # not the first run's image passed off as new
+
+
+def test_a_file_dropped_by_hand_keeps_its_id_through_its_moves(tmp_path: Path) -> None:
+    dropped = tmp_path / "a.txt"
+    dropped.write_text("x", "utf-8")
+    first = id_of_file(dropped)
+    dropped.rename(tmp_path / "b.txt")
+    assert id_of_file(tmp_path / "b.txt") == first and ID.fullmatch(first)
+    other = tmp_path / "c.txt"
+    other.write_text("x", "utf-8")
+    assert id_of_file(other) != first

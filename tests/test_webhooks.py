@@ -21,7 +21,7 @@ from standardwebhooks import Webhook
 from sora_watcher import outbox as outbox_module
 from sora_watcher.outbox import Outbox, counts, signed
 from sora_watcher.records import JobStatus, Record, new_id
-from sora_watcher.server.settings import ServiceSettings
+from sora_watcher.service_settings import ServiceSettings
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the specification's example secret
 SERVICE = ServiceSettings(
@@ -283,6 +283,17 @@ def test_past_the_maximum_age_it_is_kept_with_the_reason(
     assert not path.exists()
     assert box.counts() == counts(tmp_path) == {"pending": 0, "failed": 1}
     assert box.delivered["failed"] == 1
+
+
+def test_a_receiver_that_says_gone_is_not_asked_again(
+    tmp_path: Path, receivers: list[Receiver]
+) -> None:
+    hook = receiver(receivers, 410)
+    box = Outbox(tmp_path, replace(SERVICE, webhook_url=hook.url), Clock())
+    (path,) = box.announce(ended(), {"id": 1})
+    assert box.deliver_due() is None  # nothing left to try
+    assert len(hook.got) == 1
+    assert json.loads((tmp_path / "failed" / path.name).read_text("utf-8"))["attempts"] == 1
 
 
 def test_announcing_the_same_end_twice_keeps_one_file_per_receiver(

@@ -64,7 +64,8 @@ def host_allowed(request: Request, context: Context) -> bool:
         return True  # the token is the guard; any Host may carry it
     host = request.headers.get("host", "")
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    return name in LOOPBACK_NAMES
+    listening = context.service.http
+    return name in LOOPBACK_NAMES or (listening is not None and name == listening.host)
 
 
 def cross_site(request: Request) -> bool:

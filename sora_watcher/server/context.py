@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
-from sora_watcher.config import Settings
+from sora_watcher.config import Settings, worker_folders
 from sora_watcher.folders import Folders
 from sora_watcher.inputs import Rules
 from sora_watcher.records import Records
-from sora_watcher.server.settings import ServiceSettings
+from sora_watcher.service_settings import ServiceSettings
 
 
 @dataclass(frozen=True)
@@ -24,13 +25,11 @@ class Context:
 
     @property
     def folders(self) -> Folders:
-        s = self.settings
-        return Folders.for_worker(
-            s.inbox, s.processing, s.processed, s.failed, s.images, s.worker_id
-        )
+        return worker_folders(self.settings)
 
-    @property
+    @cached_property
     def records(self) -> Records:
+        """One for the service's life: it keeps the records it has read (see Records)."""
         return Records(self.settings.records)
 
     @property

@@ -17,6 +17,7 @@ writes goes through ``submit`` like the API's requests, and thumbnails (see ``th
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -236,7 +237,7 @@ def submit_prompt(request: Request, ctx: Ctx, form: Form) -> Response:
     fields = {k: form.get(k, "") for k in ("prompt", "aspect_ratio", "variants", "name")}
     try:
         body = job_body(fields)
-        submitted = submit(body, ctx.rules, ctx.records, ctx.settings.inbox)
+        submitted = submit(body, ctx.rules, ctx.records, ctx.folders)
     except SubmitError as exc:
         return index(request, ctx, error=str(exc), form=fields, status=exc.status)
     return home("queued", submitted.record.id)
@@ -248,7 +249,7 @@ def job_body(fields: Mapping[str, str]) -> dict[str, Any]:
     if fields["aspect_ratio"]:
         body["aspect_ratio"] = fields["aspect_ratio"]
     if fields["variants"]:
-        if not fields["variants"].isdigit():
+        if not re.fullmatch(r"[0-9]{1,3}", fields["variants"]):  # not "²", nor 5,000 digits
             raise SubmitError("variants: a whole number, like 1 or 2", "variants")
         body["variants"] = int(fields["variants"])
     if fields["name"].strip():

@@ -14,11 +14,12 @@ from urllib.parse import quote
 
 from sora_watcher.backends import Backend
 from sora_watcher.config import Settings
+from sora_watcher.folders import LOCK_FILE, count_inputs, lock_is_held
 from sora_watcher.job_view import IMAGES_URL, advice, sidecar
 from sora_watcher.records import JobStatus
 from sora_watcher.server.context import Context
 from sora_watcher.service import STATUS_FILE, Board
-from sora_watcher.status import count_inputs, lock_is_held, when
+from sora_watcher.status import when
 from sora_watcher.thumbnails import SOURCES, key
 
 GALLERY_SIZE = 24  # the newest images shown
@@ -84,7 +85,7 @@ def daemon_state(ctx: Context) -> DaemonState:
     """This worker's status board, as ``status`` reads it."""
     folder = ctx.folders.processing
     board = Board.load(folder / STATUS_FILE)
-    if board is None or not lock_is_held(folder / ".lock"):
+    if board is None or not lock_is_held(folder / LOCK_FILE):
         return DaemonState("stopped", "the daemon is not running", "")
     since = when(board.since)  # not "n s ago": the fragment changes only when the state does
     reason, words, todo = "", "", ""

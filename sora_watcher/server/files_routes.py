@@ -50,12 +50,13 @@ class Latest(BaseModel):
 def latest(user: User, ctx: Ctx) -> dict[str, Any]:
     """The newest chart image of ``user`` and its prompt (what ``result_<user>.json`` says)."""
     result = inside(ctx.images, f"{user}/result_{user}.json")
+    data: Any = None
     try:
         data = json.loads(result.read_text("utf-8")) if result else None
         image = Path(data["image"]) if isinstance(data, dict) else None
     except (OSError, ValueError, KeyError, TypeError):
         image = None
-    if data is None or image is None or not image.is_file():
+    if not isinstance(data, dict) or image is None or not image.is_file():
         raise HTTPException(404, f"no image for {user} yet")
     path = f"{user}/{image.name}"
     return {

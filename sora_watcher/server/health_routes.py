@@ -7,9 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
+from sora_watcher import metrics as prometheus
+from sora_watcher import outbox
+from sora_watcher.folders import LOCK_FILE, lock_is_held
 from sora_watcher.server.deps import Ctx, protected
 from sora_watcher.service import STATUS_FILE, Board
-from sora_watcher.status import lock_is_held
 
 router = APIRouter(tags=["health"])
 
@@ -23,7 +25,7 @@ def readiness(ctx: Ctx) -> tuple[bool, dict[str, Any]]:
     """Ready: this worker's daemon holds its lock and is neither starting nor paused."""
     folder = ctx.folders.processing
     board = Board.load(folder / STATUS_FILE)
-    if board is None or not lock_is_held(folder / ".lock"):
+    if board is None or not lock_is_held(folder / LOCK_FILE):
         return False, {"ready": False, "state": "stopped", "reason": "the daemon is not running"}
     ready = board.state in ("idle", "generating")
     return ready, {"ready": ready, "state": board.state, "reason": board.detail or None}
@@ -37,7 +39,5 @@ def readyz(ctx: Ctx) -> JSONResponse:
 
 @router.get("/metrics", dependencies=[Depends(protected)], response_class=Response)
 def metrics(ctx: Ctx) -> Response:
-    from sora_watcher import metrics as prometheus  # its registry is made on first use
-
-    data, content_type = prometheus.render(ctx.settings, ctx.settings.outbox)
+    data, content_type = prometheus.render(ctx.settings, outbox.counts(ctx.settings.outbox))
     return Response(data, media_type=content_type)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Resp
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from sora_watcher.job_view import describe
-from sora_watcher.records import JobStatus, Record
+from sora_watcher.records import ID, JobStatus, Record
 from sora_watcher.server.deps import Ctx, protected
 from sora_watcher.submit import SubmitError, retry, submit
 
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(prote
 # Submissions write and fsync three files: a few threads keep the disk busy, and a queue that
 # serves them in turn keeps a burst's slowest answers near its median (measured: bench api).
 WRITERS = CapacityLimiter(4)
-JobId = Annotated[str, Path(pattern=r"^job_[0-9a-f]{20}$", description="a job's id")]
+JobId = Annotated[str, Path(pattern=f"^{ID.pattern}$", description="a job's id")]
 
 
 class JobIn(BaseModel):
@@ -104,12 +104,12 @@ async def create_job(
     job: JobIn,
     response: Response,
     ctx: Ctx,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> Accepted:
     """Write the job into the inbox; 202 with its id. With an ``Idempotency-Key``, a request
     sent again returns the same job (200) instead of making a second one."""
     body = job.model_dump(mode="json", exclude_none=True)
-    write = partial(submit, body, ctx.rules, ctx.records, ctx.settings.inbox, idempotency_key)
+    write = partial(submit, body, ctx.rules, ctx.records, ctx.folders, idempotency_key)
     try:
         submitted = await to_thread.run_sync(write, limiter=WRITERS)
     except SubmitError as exc:

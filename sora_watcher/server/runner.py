@@ -3,6 +3,7 @@ an address that is taken stops the start with a clear message, not a thread that
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 
@@ -12,7 +13,7 @@ from loguru import logger
 from sora_watcher.options import ConfigError
 from sora_watcher.server.app import create_app
 from sora_watcher.server.context import Context
-from sora_watcher.server.settings import Address
+from sora_watcher.service_settings import Address
 
 
 def bind(address: Address) -> socket.socket:
@@ -31,13 +32,30 @@ def bind(address: Address) -> socket.socket:
     return sock
 
 
+class ToOurLog(logging.Handler):
+    """uvicorn's own messages into our log, where secrets are masked (see logs.redact). Its
+    traceback of an error is left out: the app's handler has logged it already."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = record.levelname if record.levelname in ("WARNING", "ERROR") else "INFO"
+        logger.log(level, "HTTP service: {}", record.getMessage())
+
+
+def quiet_uvicorn() -> None:
+    for name in ("uvicorn", "uvicorn.error"):
+        log = logging.getLogger(name)
+        log.handlers = [ToOurLog()]
+        log.setLevel(logging.WARNING)
+        log.propagate = False
+
+
 class HttpService:
     """The API and dashboard, served until ``close()``."""
 
     def __init__(self, context: Context, address: Address) -> None:
-        self.sock = bind(address)
-        host, port = self.sock.getsockname()[:2]
-        self.address = Address(host, port)  # the port chosen, when 0 was asked
+        self.address = address
+        self.sock: socket.socket | None = None
+        quiet_uvicorn()
         config = uvicorn.Config(
             create_app(context),
             log_config=None,  # our own log says what matters; uvicorn's access log is noise
@@ -47,19 +65,25 @@ class HttpService:
             timeout_graceful_shutdown=3,
         )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.serve, name="http", daemon=True)
 
-    def serve(self) -> None:
+    def serve(self, sock: socket.socket) -> None:
         try:
-            self.server.run(sockets=[self.sock])
+            self.server.run(sockets=[sock])
         except BaseException as exc:  # nothing dies silently, not even a server thread
             logger.opt(exception=exc).error("the HTTP service stopped: {}", exc)
 
     def start(self) -> None:
+        """Bind (an address in use stops the start: ConfigError), then serve on a thread."""
+        self.sock = bind(self.address)
+        host, port = self.sock.getsockname()[:2]
+        self.address = Address(host, port)  # the port chosen, when 0 was asked
+        self.thread = threading.Thread(target=self.serve, args=(self.sock,), name="http")
+        self.thread.daemon = True
         self.thread.start()
         logger.info("HTTP API and dashboard on http://{}/ (docs: /docs)", self.address)
 
     def close(self) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=5)
-        self.sock.close()
+        if self.sock is not None:
+            self.thread.join(timeout=5)
+            self.sock.close()

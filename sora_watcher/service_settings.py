@@ -1,4 +1,5 @@
-"""The service's section of the configuration: HTTP, webhooks, alerts.
+"""The service's section of the configuration: what the daemon offers the programs and people
+around it, the HTTP API (``server/``), webhooks (``outbox``) and alerts (``alerts``).
 
 Declared once, in ``OPTIONS``, like a backend's section: the ``ServiceSettings`` fields, the
 command-line flags and the lines of ``.env.example`` come from it. This module imports no web
@@ -95,11 +96,11 @@ OPTIONS: Table = (
 class ServiceSettings:
     http: Address | None  # None: no HTTP service
     api_token: str | None = field(repr=False)  # a secret: never logged
-    webhook_url: str | None
+    webhook_url: str | None = field(repr=False)  # its query may hold a token
     webhook_secret: str | None = field(repr=False)  # a secret: never logged
     webhook_retry: float  # the first retry's delay; each next one is longer
     webhook_max_age: float  # a delivery still failing after this long is kept as failed
-    notify: tuple[str, ...]  # Apprise URLs
+    notify: tuple[str, ...] = field(repr=False)  # Apprise URLs: may hold passwords
     thumbnails: Path
 
 
@@ -108,6 +109,12 @@ check_fields(OPTIONS, ServiceSettings)
 
 def read_settings(flags: Flags, environ: Mapping[str, str], home: Path) -> ServiceSettings:
     service = ServiceSettings(**resolve(OPTIONS, flags, environ, home))
+    token = service.api_token
+    if token is not None and not (len(token) >= 16 and token.isascii() and token.isprintable()):
+        raise ConfigError(
+            "SORA_API_TOKEN: use at least 16 printable ASCII characters, e.g. the output of "
+            '`python -c "import secrets; print(secrets.token_urlsafe(32))"`'
+        )
     if service.http is not None and not service.http.loopback and not service.api_token:
         raise ConfigError(
             f"SORA_HTTP={service.http} is reachable from other machines: set SORA_API_TOKEN "

@@ -108,10 +108,14 @@ class Jobs:
 
     def fail_unreadable(self, claimed: Path, reason: str, record: Record | None = None) -> None:
         report = f"{claimed.name}: {reason}\n"
-        if record is None:
-            record = self.take_record(*untag(claimed.name), claimed)
-        if record is not None:
-            self.end_record(record, JobStatus.FAILED, [], report)
+        try:
+            if record is None:
+                record = self.take_record(*untag(claimed.name), claimed)
+            if record is not None:
+                self.end_record(record, JobStatus.FAILED, [], report)
+        except Exception as exc:  # the input goes to failed/ all the same, with its reason
+            logger.opt(exception=exc).error("{}: its job record: {}", claimed.name, exc)
+            record = None
         final = self.folders.finish(claimed, JobState.FAILED, report, None, self.remember(record))
         logger.error("{} moved to {}: {}", claimed.name, final, reason)
         self.unfinished += 1

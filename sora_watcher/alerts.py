@@ -18,12 +18,17 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import apprise
 from loguru import logger
 
 from sora_watcher.options import ConfigError
 from sora_watcher.status import age, when
+
+if TYPE_CHECKING:  # Apprise is loaded only when SORA_NOTIFY names somewhere to tell
+    import apprise
+
+WARNING, SUCCESS = "warning", "success"  # Apprise's NotifyType values: the message's colour
 
 NO_HINT = (
     "see the log and `sora-watcher status`; the queue goes on by itself once the cause is gone."
@@ -53,6 +58,8 @@ def scheme_of(url: str) -> str:
 
 def target(index: int, url: str) -> Target:
     """One URL, read by Apprise; a ConfigError that shows its scheme, never the URL."""
+    import apprise  # a heavy import (its plug-ins): here, not for every daemon that alerts none
+
     scheme = scheme_of(url)
     service = apprise.Apprise()
     # Without a scheme Apprise would log the text as it is: it is not even tried.
@@ -95,7 +102,7 @@ class Alerts:
                     f"The queue of worker {self.worker} paused at {when(time.time())}: nothing "
                     f"is made until this is fixed.\nWhy: {name}: {detail}\n"
                     f"What to do: {hint or NO_HINT}",
-                    apprise.NotifyType.WARNING.value,
+                    WARNING,
                 )
             )
 
@@ -110,7 +117,7 @@ class Alerts:
                     "sora-watcher resumed",
                     f"The queue of worker {self.worker} resumed at {when(time.time())}, after "
                     f"{paused_for} paused ({self._reason}).",
-                    apprise.NotifyType.SUCCESS.value,
+                    SUCCESS,
                 )
             )
             self._reason = None

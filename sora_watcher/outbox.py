@@ -27,18 +27,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 from loguru import logger
-from standardwebhooks import Webhook
 
 from sora_watcher import metrics
 from sora_watcher.atomic import fsync_folder, write_atomically
 from sora_watcher.options import ConfigError
 from sora_watcher.records import JobStatus, Record
 from sora_watcher.service_settings import ServiceSettings
+
+if TYPE_CHECKING:  # loaded when first needed: a daemon that never sends one pays nothing
+    import httpx
+    from standardwebhooks import Webhook
 
 FAILED = "failed"
 PATTERN = "msg_*.json"  # a delivery; the hidden ``.part`` files of a write are not
@@ -73,6 +75,8 @@ def secret_key(secret: str) -> bytes:
 
 
 def signer(service: ServiceSettings) -> Webhook | None:
+    from standardwebhooks import Webhook  # loaded by the daemons that sign, only
+
     """What signs the webhooks; None without a secret (they are then sent unsigned)."""
     if not service.webhook_secret:
         return None
@@ -261,6 +265,8 @@ class Outbox:
 
     @property
     def client(self) -> httpx.Client:
+        import httpx  # loaded by the first delivery, not by every daemon start
+
         """Made at the first POST and kept: its connections are reused."""
         if self._client is None:
             self._client = httpx.Client(timeout=TIMEOUT, follow_redirects=False)
@@ -276,6 +282,8 @@ class Outbox:
             "content-type": "application/json",
             "user-agent": "sora-watcher",
         }
+        import httpx
+
         if self.signer is not None:
             at = datetime.fromtimestamp(int(moment), tz=timezone.utc)
             headers["webhook-signature"] = self.signer.sign(delivery.id, at, delivery.payload)

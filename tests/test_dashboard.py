@@ -93,6 +93,7 @@ def test_a_prompt_from_the_form_and_a_dropped_file_show_in_the_gallery(
     page.fill("#prompt", "a red fox in the snow")
     page.select_option("#aspect_ratio", "16:9")
     page.select_option("#variants", "2")
+    page.select_option("#quality", "high")
     page.fill("#name", "foxes")
     page.get_by_role("button", name="Generate").click()
     expect(page.locator(".message.ok")).to_contain_text("queued")
@@ -100,7 +101,7 @@ def test_a_prompt_from_the_form_and_a_dropped_file_show_in_the_gallery(
     made = sorted((home / "images" / "foxes").glob("*.png"))
     assert len(made) == 2
     sidecar = json.loads(made[0].with_suffix(".json").read_text("utf-8"))
-    assert sidecar["options"]["aspect_ratio"] == "16:9"
+    assert (sidecar["options"]["aspect_ratio"], sidecar["options"]["quality"]) == ("16:9", "high")
 
     # Live: what comes in meanwhile shows without a reload (the page's own state survives).
     page.evaluate("window.sameDocument = true")

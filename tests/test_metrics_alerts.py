@@ -22,6 +22,7 @@ from sora_watcher.alerts import Alerts
 from sora_watcher.config import Settings, resolve
 from sora_watcher.folders import hold_lock
 from sora_watcher.outbox import counts
+from sora_watcher.server import prometheus
 from sora_watcher.service import STATUS_FILE, Board
 
 # -- alerts -------------------------------------------------------------------------------------
@@ -152,7 +153,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def scrape(settings: Settings, outbox: Path) -> Samples:
-    text, content_type = metrics.render(settings, counts(outbox))
+    text, content_type = prometheus.render(settings, counts(outbox))
     assert content_type.startswith("text/plain")
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value

@@ -125,11 +125,13 @@ def index(
             "prompt": "",
             "aspect_ratio": "1:1" if "1:1" in ratios else ratios[0],
             "variants": str(min(capabilities.variants)),
+            "quality": "",
             "name": "",
             **(form or {}),
         },
         ratios=ratios,
         variants=[str(n) for n in capabilities.variants],
+        qualities=list(capabilities.qualities),
         max_prompt_chars=ctx.rules.max_prompt_chars,
         worker=ctx.settings.worker_id,
         backend=str(ctx.settings.backend.value),
@@ -234,7 +236,8 @@ def submit_prompt(request: Request, ctx: Ctx, form: Form) -> Response:
     refused = refused_form(request, ctx, form)
     if refused is not None:
         return refused
-    fields = {k: form.get(k, "") for k in ("prompt", "aspect_ratio", "variants", "name")}
+    keys = ("prompt", "aspect_ratio", "variants", "quality", "name")
+    fields = {k: form.get(k, "") for k in keys}
     try:
         body = job_body(fields)
         submitted = submit(body, ctx.rules, ctx.records, ctx.folders)
@@ -252,6 +255,8 @@ def job_body(fields: Mapping[str, str]) -> dict[str, Any]:
         if not re.fullmatch(r"[0-9]{1,3}", fields["variants"]):  # not "²", nor 5,000 digits
             raise SubmitError("variants: a whole number, like 1 or 2", "variants")
         body["variants"] = int(fields["variants"])
+    if fields["quality"]:
+        body["quality"] = fields["quality"]
     if fields["name"].strip():
         body["name"] = fields["name"].strip()
     return body

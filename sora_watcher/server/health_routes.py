@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
-from sora_watcher import metrics as prometheus
 from sora_watcher import outbox
 from sora_watcher.folders import LOCK_FILE, lock_is_held
+from sora_watcher.server import prometheus
 from sora_watcher.server.deps import Ctx, protected
 from sora_watcher.service import STATUS_FILE, Board
 

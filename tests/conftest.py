@@ -42,7 +42,14 @@ def home(tmp_path: Path, standin: StandIn) -> Path:
 
 
 # What every test daemon runs with unless its test says otherwise: short waits, one worker.
-TEST_SETTINGS = {"SORA_TIMEOUT": "30", "SORA_RETRY_DELAY": "0.2", "SORA_WORKER_ID": "w1"}
+# The tests write their inputs whole (or under a hidden name, then rename): a short settle is
+# enough, and the default's 2 s per input added minutes to the suite.
+TEST_SETTINGS = {
+    "SORA_TIMEOUT": "30",
+    "SORA_RETRY_DELAY": "0.2",
+    "SORA_WORKER_ID": "w1",
+    "SORA_SETTLE_SECONDS": "0.3",
+}
 
 
 def daemon_env(home: Path, standin: StandIn, **extra: str) -> dict[str, str]:

@@ -20,6 +20,12 @@ from sora_watcher.submit import SubmitError, retry, submit
 from sora_watcher.submit import digest as digest_of
 
 
+@pytest.fixture(autouse=True)
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The files here are written whole before the run starts: no need to watch them settle."""
+    monkeypatch.setenv("SORA_SETTLE_SECONDS", "0")
+
+
 def once(home: Path) -> int:
     return cli("--home", str(home), "--backend", "instant", "--env-file", "none", "once")
 

@@ -43,7 +43,7 @@ def home(tmp_path: Path, standin: StandIn) -> Path:
 
 # What every test daemon runs with unless its test says otherwise: short waits, one worker.
 # The tests write their inputs whole (or under a hidden name, then rename): a short settle is
-# enough, and the default's 2 s per input added minutes to the suite.
+# enough (the default waits up to 2 s before claiming a file just written).
 TEST_SETTINGS = {
     "SORA_TIMEOUT": "30",
     "SORA_RETRY_DELAY": "0.2",

@@ -34,6 +34,7 @@ from loguru import logger
 
 from sora_watcher import metrics
 from sora_watcher.atomic import fsync_folder, write_atomically
+from sora_watcher.job_view import moment
 from sora_watcher.options import ConfigError
 from sora_watcher.records import JobStatus, Record
 from sora_watcher.service_settings import ServiceSettings
@@ -146,10 +147,6 @@ def delay(service: ServiceSettings, attempts: int) -> float:
     return wait * random.uniform(1 - JITTER, 1 + JITTER)
 
 
-def iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, tz=timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 # -- the outbox ---------------------------------------------------------------------------------
 
 
@@ -182,7 +179,7 @@ class Outbox:
         now = self.clock()
         kind = "job.done" if record.state is JobStatus.DONE else "job.failed"
         payload = json.dumps(  # ASCII: a prompt may hold a lone surrogate, which has no UTF-8
-            {"type": kind, "timestamp": iso(now), "data": job}, separators=(",", ":")
+            {"type": kind, "timestamp": moment(now), "data": job}, separators=(",", ":")
         )
         message = f"msg_{record.id}_{record.runs}"
         paths = []
@@ -275,17 +272,17 @@ class Outbox:
     def post(self, delivery: Delivery) -> tuple[str | None, bool]:
         """Send one attempt: (None, _) when the receiver took it, else (the reason, whether
         trying again cannot help)."""
-        moment = self.clock()
+        import httpx
+
+        sent_at = int(self.clock())  # each attempt's own: receivers refuse old timestamps
         headers = {
             "webhook-id": delivery.id,
-            "webhook-timestamp": str(int(moment)),
+            "webhook-timestamp": str(sent_at),
             "content-type": "application/json",
             "user-agent": "sora-watcher",
         }
-        import httpx
-
         if self.signer is not None:
-            at = datetime.fromtimestamp(int(moment), tz=timezone.utc)
+            at = datetime.fromtimestamp(sent_at, tz=timezone.utc)
             headers["webhook-signature"] = self.signer.sign(delivery.id, at, delivery.payload)
         try:
             answer = self.client.post(

@@ -30,18 +30,26 @@ def age(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
+def queue_depth(settings: Settings) -> dict[str, int]:
+    """Inputs in each state folder (processing: every worker's), for ``status``, the
+    dashboard and /metrics."""
+    workers = [p for p in settings.processing.glob("*") if p.is_dir()]
+    return {
+        "inbox": count_inputs(settings.inbox),
+        "processing": sum(count_inputs(w) for w in workers),
+        "processed": count_inputs(settings.processed),
+        "failed": count_inputs(settings.failed),
+    }
+
+
 def report(settings: Settings, environ: Mapping[str, str], offline: bool) -> tuple[list[str], bool]:
     """The lines to print, and whether everything is fine."""
     healthy = True
     lines = ["folders:"]
     workers = sorted(p for p in settings.processing.glob("*") if p.is_dir())
-    for name, folder in (
-        ("inbox", settings.inbox),
-        ("processed", settings.processed),
-        ("failed", settings.failed),
-    ):
-        lines.append(f"  {name:<11} {count_inputs(folder)}")
-    lines.append(f"  {'processing':<11} {sum(count_inputs(w) for w in workers)}")
+    depth = queue_depth(settings)
+    for name in ("inbox", "processed", "failed", "processing"):
+        lines.append(f"  {name:<11} {depth[name]}")
     images = sum(1 for _ in settings.images.rglob("*.png")) if settings.images.is_dir() else 0
     lines.append(f"  {'images':<11} {images}")
 

@@ -14,12 +14,12 @@ from urllib.parse import quote
 
 from sora_watcher.backends import Backend
 from sora_watcher.config import Settings
-from sora_watcher.folders import LOCK_FILE, count_inputs, lock_is_held
+from sora_watcher.folders import LOCK_FILE, lock_is_held
 from sora_watcher.job_view import IMAGES_URL, advice, sidecar
 from sora_watcher.records import JobStatus
 from sora_watcher.server.context import Context
 from sora_watcher.service import STATUS_FILE, Board
-from sora_watcher.status import when
+from sora_watcher.status import queue_depth, when
 from sora_watcher.thumbnails import SOURCES, key
 
 GALLERY_SIZE = 24  # the newest images shown
@@ -131,15 +131,7 @@ def what_to_do(reason: str, settings: Settings, hint: str = "") -> str:
 
 def queue_counts(ctx: Context, images: int) -> list[tuple[str, int]]:
     """Inputs by folder, as ``sora-watcher status`` counts them, and the images made."""
-    s = ctx.settings
-    workers = [p for p in s.processing.glob("*") if p.is_dir()] if s.processing.is_dir() else []
-    return [
-        ("inbox", count_inputs(s.inbox)),
-        ("processing", sum(count_inputs(w) for w in workers)),
-        ("processed", count_inputs(s.processed)),
-        ("failed", count_inputs(s.failed)),
-        ("images", images),
-    ]
+    return [*queue_depth(ctx.settings).items(), ("images", images)]
 
 
 def walk_images(folder: Path, prefix: str = "") -> Iterator[tuple[str, os.stat_result]]:

@@ -28,8 +28,9 @@ from prometheus_client.core import (
 
 from sora_watcher import metrics
 from sora_watcher.config import Settings
-from sora_watcher.folders import LOCK_FILE, count_inputs, lock_is_held
+from sora_watcher.folders import LOCK_FILE, lock_is_held
 from sora_watcher.service import STATUS_FILE, Board
+from sora_watcher.status import queue_depth
 
 
 def render(settings: Settings, webhooks: dict[str, int]) -> tuple[bytes, str]:
@@ -85,18 +86,16 @@ class OnDisk:
 
     def collect(self) -> Iterator[Metric]:
         workers = sorted(p for p in self.settings.processing.glob("*") if p.is_dir())
-        yield self.queue_depth(workers)
+        yield self.queue_depth()
         yield from self.daemon_state(workers)
         yield from self.webhooks()
 
-    def queue_depth(self, workers: list[Path]) -> Metric:
+    def queue_depth(self) -> Metric:
         depth = GaugeMetricFamily(
             "sora_queue_depth", "Input files in each state folder", labels=["folder"]
         )
-        depth.add_metric(["inbox"], count_inputs(self.settings.inbox))
-        depth.add_metric(["processing"], sum(count_inputs(w) for w in workers))
-        depth.add_metric(["processed"], count_inputs(self.settings.processed))
-        depth.add_metric(["failed"], count_inputs(self.settings.failed))
+        for folder, count in queue_depth(self.settings).items():
+            depth.add_metric([folder], count)
         return depth
 
     def daemon_state(self, workers: list[Path]) -> Iterator[Metric]:

@@ -20,8 +20,8 @@ from loguru import logger
 
 from sora_watcher.atomic import write_atomically
 from sora_watcher.folders import Folders, move_without_overwrite
-from sora_watcher.inputs import InputError, Rules, reader_for
-from sora_watcher.inputs.common import check_name, check_prompts, safe_folder
+from sora_watcher.inputs import InputError, Rules, parse_prompts
+from sora_watcher.inputs.common import safe_folder
 from sora_watcher.records import JobStatus, Record, Records, new_id, untag
 
 JOB_NAME = "job.json"  # the name a submitted JSON job is read under
@@ -56,13 +56,12 @@ def as_input(body: dict[str, Any]) -> tuple[str, bytes]:
 
 def check(name: str, data: bytes, rules: Rules) -> None:
     """The inbox's rules: the same reader, the same limits, the same messages."""
-    check_name(name)
     if len(data) > rules.max_bytes:
         raise InputError(
             f"the job is {len(data)} bytes, over the limit of {rules.max_bytes} "
             "(SORA_MAX_INPUT_BYTES)"
         )
-    check_prompts(reader_for(name)(name, data, rules), rules)
+    parse_prompts(name, data, rules)
 
 
 def digest(body: dict[str, Any]) -> str:

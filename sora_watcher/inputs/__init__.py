@@ -45,6 +45,7 @@ __all__ = [
     "Reader",
     "Rules",
     "finished",
+    "parse_prompts",
     "prompts_from_text",
     "read_prompts",
 ]
@@ -80,10 +81,16 @@ def read_prompts(path: Path, rules: Rules | None = None, name: str | None = None
     rules = rules or Rules()
     name = name or path.name
     check_name(name)
-    reader = reader_for(name)
-    data = read_bytes(path, rules)
+    reader_for(name)  # an unknown kind is said before the file is read
+    return parse_prompts(name, read_bytes(path, rules), rules)
+
+
+def parse_prompts(name: str, data: bytes, rules: Rules) -> list[Prompt]:
+    """The prompts of an input's bytes (read from a file, or sent to the API) under its
+    name, checked whole."""
+    check_name(name)
     try:
-        prompts = reader(name, data, rules)
+        prompts = reader_for(name)(name, data, rules)
     except (ValueError, TypeError, RecursionError, csv.Error) as exc:
         # What the readers did not foresee: a nesting too deep, a field too large ...
         raise InputError(f"cannot read it: {type(exc).__name__}: {exc}") from None

@@ -13,21 +13,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TypeVar
 
-from sora_driver.errors import SessionExpired, SessionMissing
 from sora_driver.login import login as login_by_hand
-from sora_driver.session import accepted, is_private
+from sora_driver.session import SessionGuard, accepted, is_private
 from sora_driver.settings import from_settings
 from sora_driver.sora_api import ASPECT_RATIOS
 from sora_driver.web import DriverConfig, SoraWebDriver
-from sora_watcher.atomic import fingerprint
 from sora_watcher.backends.base import Capabilities, Generation, JobOptions
 from sora_watcher.config import Settings
-from sora_watcher.errors import Fingerprint, QueueStopError, Resume
 from sora_watcher.status import age
 
-T = TypeVar("T")
 CAPABILITIES = Capabilities(
     aspect_ratios=tuple(ASPECT_RATIOS),
     variants=(1, 2, 4),
@@ -45,13 +40,12 @@ def capabilities(settings: Settings, environ: Mapping[str, str]) -> Capabilities
 
 
 class SoraWebBackend:
-    """The driver, with a way back from its session errors: the queue resumes when
-    session.json is replaced (the daemon does not know what a session is)."""
+    """The driver, with a way back from its session errors (``SessionGuard``)."""
 
     def __init__(self, driver: SoraWebDriver, session_file: Path) -> None:
         self.driver = driver
         self.session_file = session_file
-        self.opened: Fingerprint | None = fingerprint(session_file)
+        self._guarded = SessionGuard(session_file, "Sora")
 
     def open(self) -> None:
         self._guarded(self.driver.open)
@@ -70,21 +64,6 @@ class SoraWebBackend:
 
     def close(self) -> None:
         self.driver.close()
-
-    def _guarded(self, call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except (SessionMissing, SessionExpired) as exc:
-            raise self._with_resume(exc) from None
-
-    def _with_resume(self, error: QueueStopError) -> QueueStopError:
-        session = self.session_file
-        error.resume = Resume(
-            file=session,
-            seen=self.opened,
-            hint=f"log in to Sora by hand and save a new {session}; the queue resumes by itself",
-        )
-        return error
 
 
 def create(

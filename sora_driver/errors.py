@@ -25,10 +25,16 @@ from sora_watcher.errors import (
     Unreachable,
 )
 
-SESSION_MISSING_MESSAGE = (
-    "[ERREUR] Session inexistante. Merci de vous connecter manuellement à sora.com "
-    "et de sauvegarder la session."
-)
+
+def session_missing_message(site: str) -> str:
+    """The users' words for a missing session, naming the site to log in to."""
+    return (
+        f"[ERREUR] Session inexistante. Merci de vous connecter manuellement à {site} "
+        "et de sauvegarder la session."
+    )
+
+
+SESSION_MISSING_MESSAGE = session_missing_message("sora.com")
 
 
 class PageError(Unreachable):

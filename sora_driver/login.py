@@ -1,8 +1,9 @@
 """``sora-watcher login``: a person logs in by hand in a real window; we only save the session.
 
-The session is saved as soon as Sora's own session endpoint answers with a user, or when the
-person presses Enter. It is written with mode 0600, through a temporary file, so a half-written
-or world-readable session never exists. Nothing of it is printed.
+Shared by every web backend. The session is saved as soon as the site's own session endpoint
+answers with a user, or when the person presses Enter. It is written with mode 0600, through a
+temporary file, so a half-written or world-readable session never exists. Nothing of it is
+printed.
 """
 
 from __future__ import annotations
@@ -48,7 +49,15 @@ def save_session(context: BrowserContext, session_file: Path) -> None:
     temporary.replace(session_file)
 
 
-def login(base_url: str, session_file: Path, browser_path: str | None, timeout: float = 600) -> int:
+def login(
+    base_url: str,
+    session_file: Path,
+    browser_path: str | None,
+    timeout: float = 600,
+    site: str = "Sora",
+) -> int:
+    """Wait for a person to log in to ``site`` (its name in the words printed) at ``base_url``;
+    0 once the session is saved."""
     executable = find_browser(browser_path)
     with sync_playwright() as pw:
         browser = launch(pw, executable, headless=False)
@@ -57,8 +66,8 @@ def login(base_url: str, session_file: Path, browser_path: str | None, timeout: 
         page = context.new_page()
         page.goto(base_url)
         print(
-            f"Log in to Sora in the browser window ({base_url}). The session is saved as soon "
-            "as Sora accepts it; you can also press Enter here when you are done.",
+            f"Log in to {site} in the browser window ({base_url}). The session is saved as soon "
+            f"as {site} accepts it; you can also press Enter here when you are done.",
             flush=True,
         )
         deadline = time.monotonic() + timeout
@@ -68,7 +77,9 @@ def login(base_url: str, session_file: Path, browser_path: str | None, timeout: 
             user = session_user(context, base_url)
         user = user or session_user(context, base_url)
         if user is None:
-            logger.error("Sora does not accept this browser's session: not logged in, not saved")
+            logger.error(
+                "{} does not accept this browser's session: not logged in, not saved", site
+            )
             browser.close()
             return 1
         save_session(context, session_file)

@@ -12,17 +12,21 @@ Shared by every web backend: it knows nothing of any site but that endpoint.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from loguru import logger
 from playwright.sync_api import APIRequestContext, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
 from sora_driver.errors import SESSION_MISSING_MESSAGE, PageError, SessionExpired, SessionMissing
+from sora_watcher.atomic import fingerprint
+from sora_watcher.errors import Fingerprint, QueueStopError, Resume
 
 SESSION_PATH = "/api/auth/session"
+T = TypeVar("T")
 
 
 def session_url(base_url: str) -> str:
@@ -124,3 +128,29 @@ def accepted(session_file: Path, base_url: str, timeout: float) -> tuple[bool, s
     if answer.valid:
         return True, f"accepted by {base_url} (expires {answer.expires})"
     return False, f"refused by {base_url} (answer {answer.text.strip()[:30]!r}): log in again"
+
+
+class SessionGuard:
+    """A web backend's way back from its session errors: the queue pauses until the session
+    file is replaced (the daemon does not know what a session is)."""
+
+    def __init__(self, session_file: Path, site: str) -> None:
+        self.session_file = session_file
+        self.site = site  # named in the hint: "log in to <site> by hand"
+        self.opened: Fingerprint | None = fingerprint(session_file)
+
+    def __call__(self, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except (SessionMissing, SessionExpired) as exc:
+            raise self.with_resume(exc) from None
+
+    def with_resume(self, error: QueueStopError) -> QueueStopError:
+        session = self.session_file
+        error.resume = Resume(
+            file=session,
+            seen=self.opened,
+            hint=f"log in to {self.site} by hand and save a new {session}; the queue resumes "
+            "by itself",
+        )
+        return error

@@ -30,26 +30,60 @@ from sora_watcher.options import (
 if TYPE_CHECKING:  # only for the type: the core never imports a backend
     from sora_watcher.config import Settings
 
+# The options every web backend shares (the chatgpt-web section reads these very objects).
+SESSION_FILE = Option(
+    "session_file",
+    "SORA_SESSION_FILE",
+    "session.json",
+    under_home,
+    "saved browser session",
+    "--session-file",
+)
+PAGE_TIMEOUT = Option(
+    "page_timeout",
+    "SORA_PAGE_TIMEOUT",
+    "30",
+    seconds(1),
+    "seconds a page load, a page element or a download may take",
+)
 HEADLESS = Option(
-    "headless", "SORA_HEADLESS", "true", flag_word,
-    "headless browser (false or --headed: a visible window)", "--headed", const="false",
-)  # fmt: skip
+    "headless",
+    "SORA_HEADLESS",
+    "true",
+    flag_word,
+    "headless browser (false or --headed: a visible window)",
+    "--headed",
+    const="false",
+)
+BROWSER_PATH = Option(
+    "browser_path", "SORA_BROWSER_PATH", "", text_or_none, "Chromium to use", "--browser-path"
+)
+DEBUG_DIR = Option(
+    "debug_dir",
+    "SORA_DEBUG_DIR",
+    "debug_screenshots",
+    under_home,
+    "screenshots and page HTML saved on failures",
+)
+RECYCLE_AFTER = Option(
+    "recycle_after",
+    "SORA_RECYCLE_AFTER",
+    "50",
+    count(0),
+    "a fresh browser every N jobs (0: never)",
+)
+SHARED: Table = (SESSION_FILE, PAGE_TIMEOUT, HEADLESS, BROWSER_PATH, DEBUG_DIR, RECYCLE_AFTER)
 OPTIONS: Table = (
-    Option("session_file", "SORA_SESSION_FILE", "session.json", under_home,
-           "saved browser session", "--session-file"),
+    SESSION_FILE,
     Option("base_url", "SORA_BASE_URL", "https://sora.com", url,
            "the web backend's site", "--base-url"),
-    Option("page_timeout", "SORA_PAGE_TIMEOUT", "30", seconds(1),
-           "seconds a page load, a page element or a download may take"),
+    PAGE_TIMEOUT,
     HEADLESS,
-    Option("browser_path", "SORA_BROWSER_PATH", "", text_or_none,
-           "Chromium to use", "--browser-path"),
+    BROWSER_PATH,
     Option("selectors", "SORA_SELECTORS", "", under_home_or_none,
            "selector profile overriding the built-in one", "--selectors"),
-    Option("debug_dir", "SORA_DEBUG_DIR", "debug_screenshots", under_home,
-           "screenshots and page HTML saved on failures"),
-    Option("recycle_after", "SORA_RECYCLE_AFTER", "50", count(0),
-           "a fresh browser every N jobs (0: never)"),
+    DEBUG_DIR,
+    RECYCLE_AFTER,
 )  # fmt: skip
 
 

@@ -64,7 +64,7 @@ def job(tmp_path: Path, rules: Rules, **fields: object) -> JobOptions:
 
 
 def test_the_registry_names_every_backend_and_openai_is_the_default() -> None:
-    assert set(BACKENDS) == {"openai", "web", "instant"}
+    assert set(BACKENDS) == {"openai", "web", "instant", "diffusers", "chatgpt-web"}
     assert resolve({}, {}).backend == "openai"
     assert f"the {resolve({}, {}).backend} backend" == "the openai backend"  # the word users write
     with pytest.raises(ConfigError, match="SORA_BACKEND='sora': expected one of openai, web, inst"):

@@ -542,7 +542,7 @@ def env_example_sections() -> dict[str, dict[str, str]]:
     sections: dict[str, dict[str, str]] = {"": {}}
     section = ""
     for line in (Path(__file__).parent.parent / ".env.example").read_text("utf-8").splitlines():
-        if header := re.match(r"# --- The (\w+) (?:backend|section)", line):
+        if header := re.match(r"# --- The ([\w-]+) (?:backend|section)", line):
             section = header[1]
             sections[section] = {}
         elif assignment := re.match(r"([A-Z][A-Z0-9_]*)=(.*)", line):

@@ -1,0 +1,243 @@
+"""What an exchange with ChatGPT came to, and the error each failure is (pure code).
+
+Failures arrive mostly as assistant text, not as HTTP errors, so they are recognised by the
+site's words (kept as the error's detail)::
+
+    the plan's limit        RateLimited, resuming at the reset time its words state
+    a refusal               ContentRejected (the prompt's fault)
+    text and no image       asked once more, more firmly; then NoImageGiven (the prompt's)
+    "Image generation failed", finished_with_error   GenerationFailed (try again)
+    an image withdrawn      ImageWithdrawn (the prompt's fault; nothing kept)
+    HTTP 401 / 403 / 429    SessionExpired / AccessDenied or Cloudflare / RateLimited
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sora_driver.chatgpt.conversation import Exchange, ImagePart
+from sora_driver.classify import blocked_by
+from sora_driver.errors import SessionExpired
+from sora_watcher.errors import (
+    AccessDenied,
+    ContentRejected,
+    GenerationError,
+    Overloaded,
+    RateLimited,
+    TaskFailed,
+    TransientError,
+)
+
+LIMIT = re.compile(r"\b(?:hit|reached)\b[^.]*\blimit\b|\blimit resets\b", re.IGNORECASE)
+RESET_IN = re.compile(r"\bresets?\s+in\s+(?P<delay>[^.]+)", re.IGNORECASE)
+RESET_AT = re.compile(
+    r"\bresets?\s+(?P<tomorrow>tomorrow\s+)?at\s+(?P<hour>\d{1,2}):(?P<minute>\d{2})"
+    r"\s*(?P<half>[ap]\.?\s?m\b\.?)?",
+    re.IGNORECASE,
+)
+DURATION = re.compile(r"(?P<n>\d+)\s*(?P<unit>day|hour|hr|minute|min|second|sec)s?\b", re.I)
+UNIT_SECONDS = {"day": 86400, "hour": 3600, "hr": 3600, "minute": 60, "min": 60}
+REFUSALS = re.compile(
+    r"can['’]t (?:assist|help) with|cannot (?:assist|help) with|unable to (?:assist|help)"
+    r"|violate our content polic|against our content polic|can['’]t (?:create|generate|make)",
+    re.IGNORECASE,
+)
+REFUSED_TITLES = ("Request Denied",)
+WITHDRAWN = re.compile(r"\b(?:removed|withdrawn)\b.*\bpolic", re.IGNORECASE)
+GENERATION_FAILED = re.compile(r"image generation failed", re.IGNORECASE)
+BUSY = re.compile(r"lots of people are creating images|we'll notify you", re.IGNORECASE)
+IMAGE_MARKERS = ("image_gen_async", "image_gen_task_id")
+LIMIT_RETRY_SECONDS = 60.0  # a 429 that does not say when it ends
+SESSION_CODES = {"token_expired", "token_invalidated", "invalid_jwt"}
+SUSPENDED_CODES = {"account_deactivated", "account_suspended", "account_banned"}
+
+
+class GenerationFailed(TransientError):
+    """ "Image generation failed": the site's hiccup; asked again later."""
+
+
+class ImageWithdrawn(ContentRejected):
+    """The image came, then the site withdrew it (its policy): nothing is kept."""
+
+
+class NoImageGiven(ContentRejected):
+    """The answer was text, even when asked again more firmly."""
+
+
+# -- what an exchange came to ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Nothing to say yet: the image is being made, or the answer is being written."""
+
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Images:
+    parts: tuple[ImagePart, ...]
+
+
+@dataclass(frozen=True)
+class Limited:
+    words: str
+    reset_at: float | None  # Unix seconds; None: the words gave no time
+
+
+@dataclass(frozen=True)
+class Refused:
+    words: str
+
+
+@dataclass(frozen=True)
+class TextOnly:
+    words: str
+    asked_firmly: bool  # the text came after our firmer request already
+
+
+@dataclass(frozen=True)
+class Failed:
+    words: str
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    words: str
+
+
+Outcome = Pending | Images | Limited | Refused | TextOnly | Failed | Withdrawn
+
+
+def outcome(exchange: Exchange, firmly: str, now: datetime | None = None) -> Outcome:
+    """What the last exchange came to. ``firmly``: how our firmer requests begin."""
+    tools = exchange.tool_messages
+    text = exchange.assistant_text
+    if any(m.redacted for m in tools) or WITHDRAWN.search(text):
+        return Withdrawn(text or "the image was withdrawn (is_redacted)")
+    finished = [m for m in tools if m.status == "finished_successfully" and m.images]
+    if finished:
+        return Images(tuple(part for m in finished for part in m.images))
+    if any(m.status == "finished_with_error" for m in tools) or GENERATION_FAILED.search(text):
+        return Failed(text or "the image generation ended with an error")
+    if tools:
+        return Pending("the image is being made")
+    if LIMIT.search(text):
+        said = _said_at(exchange, now)
+        # a limit that states no reset time: asked again after a while
+        return Limited(text, reset_time(text, said) or said.timestamp() + LIMIT_RETRY_SECONDS)
+    if REFUSALS.search(text) or exchange.title in REFUSED_TITLES:
+        return Refused(text or f"conversation titled {exchange.title!r}")
+    if BUSY.search(text) or _image_announced(exchange):
+        return Pending("the site said the image is coming")
+    answers = [m for m in exchange.answers if m.role == "assistant"]
+    if answers and all(m.status == "finished_successfully" for m in answers) and text:
+        asked = exchange.asked.text if exchange.asked is not None else ""
+        return TextOnly(text, asked.startswith(firmly))
+    return Pending("the answer is being written")
+
+
+def _image_announced(exchange: Exchange) -> bool:
+    """The answer carries the markers of an asynchronous image (the tool message follows)."""
+    return any(
+        key in m.metadata or m.metadata.get("async_task_type") == "image_gen"
+        for m in exchange.answers
+        for key in IMAGE_MARKERS
+    )
+
+
+def _said_at(exchange: Exchange, now: datetime | None) -> datetime:
+    """When the limit was stated (its message's time), in local time."""
+    created = next((m.created for m in reversed(exchange.answers) if m.created), None)
+    if created is not None:
+        return datetime.fromtimestamp(created).astimezone()
+    return now or datetime.now().astimezone()
+
+
+def reset_time(words: str, said_at: datetime) -> float | None:
+    """The reset time a limit message states, as Unix seconds: "resets in 10 hours and 25
+    minutes", "in 3 seconds", "tomorrow at 14:33", "at 2:33 PM" (the user's local time)."""
+    if match := RESET_IN.search(words):
+        seconds = sum(
+            int(m["n"]) * UNIT_SECONDS.get(m["unit"].lower(), 1)
+            for m in DURATION.finditer(match["delay"])
+        )
+        return (said_at + timedelta(seconds=seconds)).timestamp() if seconds else None
+    if match := RESET_AT.search(words):
+        hour, minute = int(match["hour"]), int(match["minute"])
+        half = (match["half"] or "").lower()
+        if half.startswith("p") and hour < 12:
+            hour += 12
+        elif half.startswith("a") and hour == 12:
+            hour = 0
+        if hour > 23 or minute > 59:
+            return None
+        at = said_at.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if match["tomorrow"] or at <= said_at:
+            at += timedelta(days=1)
+        return at.timestamp()
+    return None
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+MIN_RESET_SECONDS = 1.0  # "resets in 0 seconds" must not become a tight loop
+RESET_SLACK_SECONDS = 1.0  # the site's clock and ours may differ a little
+
+
+def limit_error(limited: Limited, now: float) -> RateLimited:
+    """The pause for a plan's limit: until the reset it states, else a while."""
+    if limited.reset_at is None:
+        return RateLimited(limited.words, resume_after=LIMIT_RETRY_SECONDS)
+    wait = max(limited.reset_at - now, 0.0) + RESET_SLACK_SECONDS
+    return RateLimited(limited.words, resume_after=max(wait, MIN_RESET_SECONDS))
+
+
+def outcome_error(found: Outcome, conversation_id: str) -> GenerationError | None:
+    """The error an exchange ended with (None: images, or nothing to say yet)."""
+    where = f"conversation {conversation_id}"
+    if isinstance(found, Refused):
+        return ContentRejected(f"{where}: the site says: {found.words}")
+    if isinstance(found, TextOnly):
+        return NoImageGiven(f"{where}: no image, even when asked again; the site says: "
+                            f"{found.words[:300]}")  # fmt: skip
+    if isinstance(found, Failed):
+        return GenerationFailed(f"{where}: {found.words}")
+    if isinstance(found, Withdrawn):
+        return ImageWithdrawn(f"{where}: {found.words}")
+    return None
+
+
+def _error_body(text: str) -> dict[str, Any]:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def http_error(status: int, text: str, where: str) -> GenerationError:
+    """The error for a non-2xx answer of a ``/backend-api`` call."""
+    body = _error_body(text)
+    detail_field = body.get("detail")
+    inner = detail_field if isinstance(detail_field, dict) else {}
+    code = str(inner.get("code") or body.get("code") or "")
+    message = str(inner.get("message") or detail_field or text[:200]).strip()
+    detail = f"HTTP {status} on {where}: {message}" + (f" [{code}]" if code else "")
+    blocked = None if body else blocked_by(text, f"HTTP {status} on {where}")
+    if blocked is not None:
+        return blocked
+    if status == 401 or code in SESSION_CODES:
+        return SessionExpired(detail)
+    if code in SUSPENDED_CODES or status == 403:  # not Cloudflare: the account may not
+        return AccessDenied(detail)
+    if status == 429:
+        return RateLimited(detail, resume_after=LIMIT_RETRY_SECONDS)
+    if status >= 500 or status in (408, 409, 425):
+        return Overloaded(detail)
+    return TaskFailed(detail) if 400 <= status < 500 else Overloaded(detail)

@@ -1,0 +1,277 @@
+"""The chatgpt-web backend's pure parts: the site's words classified, reset times read,
+conversations parsed, the interval between sends, its settings."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from sora_driver.chatgpt.classify import (
+    Failed,
+    Images,
+    ImageWithdrawn,
+    Limited,
+    NoImageGiven,
+    Pending,
+    Refused,
+    TextOnly,
+    Withdrawn,
+    http_error,
+    limit_error,
+    outcome,
+    outcome_error,
+    reset_time,
+)
+from sora_driver.chatgpt.conversation import last_exchange, listed
+from sora_driver.chatgpt.driver import FIRMLY, is_request_for, request_text
+from sora_driver.chatgpt.pacing import Pacer
+from sora_driver.chatgpt.settings import read_settings
+from sora_driver.errors import CloudflareChallenge, SessionExpired
+from sora_watcher.backends.base import JobOptions
+from sora_watcher.errors import AccessDenied, ContentRejected, Interrupted, RateLimited
+
+SAID = datetime(2026, 9, 1, 9, 0, 0).astimezone()
+LIMIT = (
+    "You've hit the Plus plan limit for image generations requests. You can create more "
+    "images when the limit resets {}."
+)
+
+
+def node(nid: str, parent: str | None, role: str, parts: list[Any], **extra: Any) -> Any:
+    message = {
+        "id": nid,
+        "author": {"role": role},
+        "create_time": extra.pop("create_time", 1000.0),
+        "status": extra.pop("status", "finished_successfully"),
+        "content": {"content_type": extra.pop("content_type", "text"), "parts": parts},
+        "metadata": extra.pop("metadata", {}),
+    }
+    return nid, {"id": nid, "parent": parent, "children": [], "message": message}
+
+
+def conversation(*nodes: Any, title: str = "A title") -> dict[str, Any]:
+    mapping = dict(nodes)
+    return {
+        "conversation_id": "c1",
+        "title": title,
+        "current_node": nodes[-1][0],
+        "mapping": mapping,
+    }
+
+
+def image_part(file_id: str = "file_00ab", size: int = 1024) -> dict[str, Any]:
+    return {
+        "content_type": "image_asset_pointer",
+        "asset_pointer": f"sediment://{file_id}",
+        "width": size,
+        "height": size,
+        "size_bytes": 12345,
+        "metadata": {"generation": {"gen_id": "g1", "gen_size": "image"}},
+    }
+
+
+PREFIX = "Generate an image:"
+ASK = node("u1", "root", "user", [f"{PREFIX} a cat"], metadata={"system_hints": ["picture_v2"]})
+IMAGE_GEN = {"async_task_type": "image_gen"}
+
+
+def exchange_of(*answers: Any, title: str = "A title", ask: Any = ASK) -> Any:
+    root: Any = ("root", {"id": "root", "parent": None, "children": [], "message": None})
+    return last_exchange(conversation(root, ask, *answers, title=title), "c1")
+
+
+# -- reset times ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("words", "seconds"),
+    [
+        ("in 10 hours and 25 minutes", 10 * 3600 + 25 * 60),
+        ("in 3 seconds", 3),
+        ("in 1 hour", 3600),
+        ("in 2 days, 1 hour and 5 minutes", 2 * 86400 + 3600 + 300),
+    ],
+)
+def test_a_limit_resets_after_the_delay_its_words_state(words: str, seconds: int) -> None:
+    assert reset_time(LIMIT.format(words), SAID) == SAID.timestamp() + seconds
+
+
+@pytest.mark.parametrize(
+    ("words", "at"),
+    [
+        ("tomorrow at 14:33", datetime(2026, 9, 2, 14, 33)),
+        ("at 14:33", datetime(2026, 9, 1, 14, 33)),
+        ("at 8:15", datetime(2026, 9, 2, 8, 15)),  # already past today: tomorrow
+        ("tomorrow at 2:33 PM", datetime(2026, 9, 2, 14, 33)),
+    ],
+)
+def test_a_limit_resets_at_the_time_its_words_state(words: str, at: datetime) -> None:
+    assert reset_time(LIMIT.format(words), SAID) == at.astimezone().timestamp()
+
+
+def test_a_limit_without_a_time_and_the_pause_it_makes() -> None:
+    assert (
+        reset_time("You've hit the Free plan limit for image generations requests.", SAID) is None
+    )
+    error = limit_error(Limited("w", SAID.timestamp() + 3), SAID.timestamp())
+    assert isinstance(error, RateLimited) and 3 <= (error.resume_after or 0) <= 5
+
+
+# -- what an exchange came to ------------------------------------------------------------------
+
+
+def test_only_a_finished_tool_message_gives_images_never_the_preview() -> None:
+    preview = node(
+        "t1",
+        "u1",
+        "tool",
+        [image_part("file_prev", 256)],
+        status="in_progress",
+        content_type="multimodal_text",
+        metadata=IMAGE_GEN,
+    )
+    assert isinstance(outcome(exchange_of(preview), FIRMLY), Pending)
+    final = node(
+        "t1",
+        "u1",
+        "tool",
+        [image_part("file_final")],
+        content_type="multimodal_text",
+        metadata=IMAGE_GEN,
+    )
+    found = outcome(exchange_of(final), FIRMLY)
+    assert isinstance(found, Images)
+    assert [(p.file_id, p.width, p.height) for p in found.parts] == [("file_final", 1024, 1024)]
+
+
+def test_an_uploaded_image_is_not_a_generated_one() -> None:
+    upload = node(
+        "a1",
+        "u1",
+        "assistant",
+        [image_part()],
+        content_type="multimodal_text",
+        status="in_progress",
+    )
+    assert isinstance(outcome(exchange_of(upload), FIRMLY), Pending)
+
+
+def test_the_sites_failures_by_their_words() -> None:
+    def said(text: str, title: str = "A title", **extra: Any) -> Any:
+        return outcome(
+            exchange_of(node("a1", "u1", "assistant", [text], **extra), title=title), FIRMLY
+        )
+
+    limited = said(LIMIT.format("in 3 seconds"), create_time=SAID.timestamp())
+    assert isinstance(limited, Limited) and limited.reset_at == SAID.timestamp() + 3
+    assert said("I can't assist with that request.", "Request Denied") == Refused(
+        "I can't assist with that request."
+    )
+    assert isinstance(said("This request may violate our content policies."), Refused)
+    assert isinstance(said("Image generation failed"), Failed)
+    assert isinstance(
+        said(
+            "Lots of people are creating images right now, so this might take "
+            "a bit. We'll notify you when your image is ready."
+        ),
+        Pending,
+    )
+    assert said("Here is a description of a cat: ...") == TextOnly(
+        "Here is a description of a cat: ...", asked_firmly=False
+    )
+    assert isinstance(said("Here is a d", status="in_progress"), Pending)
+
+
+def test_a_text_answer_after_the_firmer_request_is_the_prompts_fault() -> None:
+    firm = node("u2", "a1", "user", [f"{FIRMLY} {PREFIX} a cat"])
+    earlier = node("a1", "u1", "assistant", ["Here is a description"])
+    again = node("a2", "u2", "assistant", ["Still a description"])
+    root: Any = ("root", {"id": "root", "parent": None, "children": [], "message": None})
+    exchange = last_exchange(conversation(root, ASK, earlier, firm, again), "c1")
+    assert exchange.first_ask is not None and exchange.first_ask.text == f"{PREFIX} a cat"
+    found = outcome(exchange, FIRMLY)
+    assert found == TextOnly("Still a description", asked_firmly=True)
+    assert isinstance(outcome_error(found, "c1"), NoImageGiven)
+    assert isinstance(outcome_error(found, "c1"), ContentRejected)
+
+
+def test_a_withdrawn_image_and_a_failed_generation() -> None:
+    redacted = node(
+        "t1",
+        "u1",
+        "tool",
+        [],
+        content_type="multimodal_text",
+        metadata={**IMAGE_GEN, "is_redacted": True},
+    )
+    words = node(
+        "a2",
+        "t1",
+        "assistant",
+        ["This image was removed because it may violate our content policies."],
+    )
+    found = outcome(exchange_of(redacted, words), FIRMLY)
+    assert isinstance(found, Withdrawn) and "removed" in found.words
+    assert isinstance(outcome_error(found, "c1"), ImageWithdrawn)
+    failed = node("t1", "u1", "tool", [], status="finished_with_error", metadata=IMAGE_GEN)
+    assert isinstance(outcome(exchange_of(failed), FIRMLY), Failed)
+
+
+def test_http_answers() -> None:
+    assert isinstance(http_error(401, '{"detail": {"code": "token_expired"}}', "x"), SessionExpired)
+    suspended = http_error(403, '{"detail": {"code": "account_deactivated"}}', "x")
+    assert isinstance(suspended, AccessDenied)
+    challenge = "<title>Just a moment...</title><script src='/cdn-cgi/challenge-platform/x'>"
+    assert isinstance(http_error(403, challenge, "x"), CloudflareChallenge)
+    assert isinstance(http_error(429, '{"detail": "Too many requests"}', "x"), RateLimited)
+
+
+def test_the_conversation_list() -> None:
+    body = {
+        "items": [
+            {"id": "c2", "title": "B", "create_time": "2026-09-01T09:00:00Z"},
+            {"id": "c1", "title": "A", "create_time": 1000.5},
+            {"title": "no id"},
+        ]
+    }
+    assert [(c.id, c.created) for c in listed(body)] == [
+        ("c2", datetime.fromisoformat("2026-09-01T09:00:00+00:00").timestamp()),
+        ("c1", 1000.5),
+    ]
+
+
+# -- what is sent ------------------------------------------------------------------------------
+
+
+def test_the_request_asks_in_words_for_what_the_site_has_no_control_for() -> None:
+    assert request_text(PREFIX, "a cat", JobOptions()) == "Generate an image: a cat"
+    portrait = request_text(PREFIX, "a cat", JobOptions("2:3", 2))
+    assert portrait == "Generate an image: a cat (portrait, 2:3; 2 images)"
+    assert is_request_for(portrait, PREFIX, "a cat")
+    assert not is_request_for("Generate an image: a cat in a hat", PREFIX, "a cat")
+
+
+def test_the_interval_between_sends_is_waited_on_the_stop_event() -> None:
+    now = [100.0]
+    pacer = Pacer(clock=lambda: now[0])
+    stop = threading.Event()
+    pacer.wait_turn(60, stop)  # nothing sent yet: at once
+    pacer.sent()
+    assert pacer.due_in(60) == 60
+    now[0] += 45
+    assert pacer.due_in(60) == 15
+    stop.set()
+    with pytest.raises(Interrupted):
+        pacer.wait_turn(60, stop)  # a stop ends the wait at once
+    assert Pacer().due_in(0) == 0
+
+
+def test_the_settings_reuse_the_web_sections_shared_options(tmp_path: Any) -> None:
+    chat = read_settings(
+        {}, {"SORA_SESSION_FILE": "s.json", "SORA_MIN_INTERVAL": "0"}, tmp_path, debug=False
+    )
+    assert (chat.url, chat.prefix, chat.min_interval) == ("https://chatgpt.com", PREFIX, 0)
+    assert chat.session_file == tmp_path / "s.json" and chat.headless

@@ -1,8 +1,9 @@
 """``make demo``: the whole flow against a local stand-in, in well under a minute.
 
-``python scripts/demo.py [openai|web]``. The default is the default backend: the OpenAI Images
-API, here the project's local stand-in of it (no key, no cost). ``web`` is the Sora web
-backend against the stand-in of Sora, with a demo session and a real Chromium.
+``python scripts/demo.py [openai|web|chatgpt]``. The default is the default backend: the OpenAI
+Images API, here the project's local stand-in of it (no key, no cost). ``web`` is the Sora web
+backend against the stand-in of Sora, ``chatgpt`` the chatgpt-web backend against the stand-in
+of the ChatGPT web app, each with a demo session and a real Chromium.
 
 Starts the stand-in, runs the real daemon on a demo home folder, drops ``examples/prompt.txt``
 into its inbox the way a pipeline would, submits one more job through the HTTP API and follows
@@ -15,6 +16,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -39,15 +41,43 @@ DELAY = "2"  # seconds per generation in the stand-in
 DEMO_KEY = "sk-standin-demo"  # the stand-in takes any key; a real one is never needed here
 
 
-def web_setup(url: str) -> dict[str, str]:
-    print(f"1. the local stand-in of the Sora web app runs at {url}")
+@dataclass(frozen=True)
+class Demo:
+    """One backend's demo: its stand-in, the daemon's backend, what the API job asks."""
+
+    standin: tuple[str, ...]  # the stand-in's module and arguments
+    backend: str  # SORA_BACKEND
+    aspect_ratio: str  # the API job's: one this backend takes
+
+
+DEMOS = {
+    "openai": Demo(("openai_standin", "--latency", DELAY), "openai", "16:9"),
+    "web": Demo(("sora_standin", "--delay", DELAY), "web", "16:9"),
+    # the ChatGPT site makes 1:1, 3:2 and 2:3 only
+    "chatgpt": Demo(("chatgpt_standin", "--delay", DELAY), "chatgpt-web", "3:2"),
+}
+
+
+def web_setup(module: str, site: str, url: str) -> None:
+    print(f"1. the local stand-in of the {site} web app runs at {url}")
     session = DEMO / "session.json"
-    made = run_standin("sora_standin", "make-session", "--base-url", url, "--out", str(session))
+    made = run_standin(module, "make-session", "--base-url", url, "--out", str(session))
     print(made.stdout + made.stderr, end="")
     if made.returncode != 0:
         raise SystemExit(f"demo: make-session exited with {made.returncode}")
     print(f"2. a demo session for it is in {session.relative_to(ROOT)}")
-    return {}
+
+
+def setup(name: str, url: str) -> dict[str, str]:
+    """What the daemon needs on top of the stand-in's address."""
+    if name == "web":
+        web_setup("sora_standin", "Sora", url)
+        return {}
+    if name == "chatgpt":
+        web_setup("chatgpt_standin", "ChatGPT", url)
+        # no pause between sends: a stand-in has no allowance to spare (60 s by default)
+        return {"SORA_CHATGPT_URL": url, "SORA_MIN_INTERVAL": "0"}
+    return openai_setup(url)
 
 
 def openai_setup(url: str) -> dict[str, str]:
@@ -67,9 +97,9 @@ def show(made: list[Path]) -> None:
         print(f"     prompt inside the PNG: {carried[0] if carried else '(none)'}")
 
 
-def through_the_api(api: str) -> None:
+def through_the_api(api: str, aspect_ratio: str) -> None:
     """A program's way in: POST a job, follow it to its end by its id."""
-    job = {"prompt": "a lighthouse at dawn, watercolour", "aspect_ratio": "16:9"}
+    job = {"prompt": "a lighthouse at dawn, watercolour", "aspect_ratio": aspect_ratio}
     with httpx.Client(base_url=api, timeout=30) as client:
         accepted = client.post("/v1/jobs", json=job).raise_for_status().json()
         print(f"5. POST {api}/v1/jobs -> 202 {accepted}")
@@ -86,19 +116,16 @@ def through_the_api(api: str) -> None:
         print(f"   (the dashboard was at {api}/ and the API's docs at {api}/docs)")
 
 
-def demo(backend: str) -> int:
+def demo(name: str) -> int:
     started = time.monotonic()
-    if backend == "web":
-        standin = StandInServer("sora_standin", "--delay", DELAY)
-    else:
-        standin = StandInServer("openai_standin", "--latency", DELAY)
-    with standin:
+    chosen = DEMOS[name]
+    with StandInServer(*chosen.standin) as standin:
         url = standin.base_url
         for folder in ("inbox", "processing"):
             shutil.rmtree(DEMO / folder, ignore_errors=True)
         DEMO.mkdir(exist_ok=True)
-        settings = (web_setup if backend == "web" else openai_setup)(url)
-        env = daemon_env(DEMO, url, backend, SORA_HTTP="127.0.0.1:0", **settings)
+        settings = setup(name, url)
+        env = daemon_env(DEMO, url, chosen.backend, SORA_HTTP="127.0.0.1:0", **settings)
         before = set((DEMO / "images").glob("*.png"))
         print("3. the daemon starts (python watcher.py run):")
         with DaemonProcess(DEMO, env, "run", echo=lambda line: print("  | " + line)) as daemon:
@@ -110,7 +137,7 @@ def demo(backend: str) -> int:
             temporary.rename(inbox / "prompt.txt")  # publish atomically, as a pipeline should
             print("4. examples/prompt.txt dropped into demo/inbox/")
             daemon.expect("prompt.txt: ", timeout=120)
-            through_the_api(api.rstrip("/"))
+            through_the_api(api.rstrip("/"), chosen.aspect_ratio)
             daemon.signal()  # SIGTERM, as systemd stops it
             daemon.expect("stopped", timeout=30)
             daemon.wait(timeout=30)
@@ -122,11 +149,11 @@ def demo(backend: str) -> int:
 
 
 def main() -> int:
-    backend = sys.argv[1] if len(sys.argv) > 1 else "openai"
-    if backend not in ("openai", "web"):
-        raise SystemExit(f"demo: unknown backend {backend!r}: openai or web")
+    name = sys.argv[1] if len(sys.argv) > 1 else "openai"
+    if name not in DEMOS:
+        raise SystemExit(f"demo: unknown backend {name!r}: {', '.join(DEMOS)}")
     try:
-        return demo(backend)
+        return demo(name)
     except ProcessError as error:
         raise SystemExit(f"demo: {error}") from None
 

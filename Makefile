@@ -2,11 +2,14 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# make demo BACKEND=web: the Sora web backend against its stand-in
+# make demo BACKEND=web (or chatgpt): a browser backend against its stand-in
 BACKEND ?= openai
 STAMP := $(VENV)/.installed
+# The diffusers backend's extra, for its tests; torch pinned first, so that pip takes the CPU
+# wheel and never a newer (multi-GB CUDA) build. The demo does without it.
+LOCAL_STAMP := $(VENV)/.installed-local
 
-.PHONY: install browser demo test lint unit run login bench clean
+.PHONY: install local browser demo test lint unit run login bench clean
 
 install: $(STAMP)
 
@@ -15,12 +18,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+local: $(LOCAL_STAMP)
+
+$(LOCAL_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,local]'
+	touch $@
+
 browser: install
 	bash scripts/ensure-browser.sh $(PY)
 
-# The default demo needs no browser; the web one gets one first.
+# The default demo needs no browser; the browser backends get one first.
 demo: install
-	$(if $(filter web,$(BACKEND)),bash scripts/ensure-browser.sh $(PY))
+	$(if $(filter web chatgpt,$(BACKEND)),bash scripts/ensure-browser.sh $(PY))
 	$(PY) scripts/demo.py $(BACKEND)
 
 lint: install
@@ -28,17 +38,17 @@ lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-test: browser lint
+test: browser local lint
 	$(PY) -m pytest -q
 
-unit: install
+unit: local
 	$(PY) -m pytest -q -m "not e2e"
 
 run: browser
 	$(PY) watcher.py run
 
 # Every benchmark at full size (about half an hour); rewrites BENCHMARKS.md. Not part of `make test`.
-bench: browser
+bench: browser local
 	$(PY) -m bench
 
 clean:

@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import api, backlog, detection, openai, overhead, report, soak, throughput
+from bench import api, backlog, detection, openai, overhead, report, sdxl, soak, throughput
 from bench.harness import Log, Result, Table, daemon_commit, machine, say
 from standin_kit.process import ROOT
 
@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, Benchmark]] = {
     "soak": ("Soak", soak.run),
     "openai": ("OpenAI backend", openai.run),
     "api": ("HTTP API", api.run),
+    "diffusers": (sdxl.TITLE, sdxl.run),
 }
 ORDER = list(BENCHMARKS)
 RESULTS = Path(__file__).with_name("results.json")

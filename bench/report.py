@@ -46,6 +46,8 @@ throughput at concurrency 8 against its limit, time from the API's answer to the
 image, RSS over 1,000 images, start-up to READY=1 |
 | 7 | api | `POST /v1/jobs` latency p50/p99 at 50 concurrent clients with the daemon working \
 (instant backend); 1,000 jobs through the API, each processed exactly once |
+| 8 | diffusers | `SORA_BACKEND=diffusers` on a tiny SDXL model on CPU: the daemon's overhead per \
+image against a plain script, the model's load cold and warm |
 """
 
 

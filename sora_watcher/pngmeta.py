@@ -44,18 +44,25 @@ _QUOTED = frozenset(',:"')
 _ESCAPED = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
-# Sidecar fields shown in the settings line, under the names A1111 readers know.
-SETTINGS = {"model": "Model", "quality": "Quality", "background": "Background", "seed": "Seed",
+# Sidecar fields shown in the settings line, under the names A1111 readers know, in its order:
+# those before the size, then those after.
+BEFORE_SIZE = {"steps": "Steps", "sampler": "Sampler", "guidance": "CFG scale", "seed": "Seed"}
+SETTINGS = {"model": "Model", "refiner": "Refiner", "refiner_switch": "Refiner switch at",
+            "upscale": "Hires upscale", "quality": "Quality", "background": "Background",
             "backend": "Backend", "request_id": "Request id"}  # fmt: skip
 
 
 def settings_line(record: Mapping[str, object]) -> dict[str, object]:
     """The ``Key: value`` settings of an image's sidecar ``record`` (it has width and height)."""
-    line: dict[str, object] = {"Size": f"{record['width']}x{record['height']}"}
-    for key, label in SETTINGS.items():
-        if record.get(key) not in (None, ""):
-            line[label] = record[key]
-    return line
+    line = _labelled(record, BEFORE_SIZE)
+    line["Size"] = f"{record['width']}x{record['height']}"
+    return line | _labelled(record, SETTINGS)
+
+
+def _labelled(record: Mapping[str, object], labels: Mapping[str, str]) -> dict[str, object]:
+    return {
+        label: record[key] for key, label in labels.items() if record.get(key) not in (None, "")
+    }
 
 
 def parameters_text(
@@ -124,7 +131,10 @@ def tag(
     record: Mapping[str, object],
     negative_prompt: str | None = None,
 ) -> bytes:
-    """``png`` with the A1111 ``parameters`` chunk and the ``sora-watcher`` JSON chunk."""
+    """``png`` with the A1111 ``parameters`` chunk and the ``sora-watcher`` JSON chunk; the
+    negative prompt, if not given, is the record's."""
+    if negative_prompt is None and isinstance(record.get("negative_prompt"), str):
+        negative_prompt = str(record["negative_prompt"])
     return embed(
         png,
         {

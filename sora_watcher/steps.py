@@ -119,6 +119,7 @@ class Steps:
                 **generation.details,
                 "task_id": generation.task_id,
                 "variant": index,
+                **image.details,  # this image's own (its seed, in a batch)
                 "width": image.width,
                 "height": image.height,
                 "source_url": image.source_url,

@@ -30,6 +30,8 @@ class Backend(Choice):
     OPENAI = "openai"  # the OpenAI Images API (the default)
     WEB = "web"  # the Sora web app in a real browser
     INSTANT = "instant"  # the fake, for tests and benchmarks
+    DIFFUSERS = "diffusers"  # Stable Diffusion XL on this machine's GPU (the local extra)
+    CHATGPT = "chatgpt-web"  # the ChatGPT web app in a real browser (opt-in)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ BACKENDS: dict[Backend, Entry] = {
     ),
     Backend.WEB: Entry("sora_driver.backend", "sora_driver.settings"),
     Backend.INSTANT: Entry("sora_watcher.backends.instant", None),
+    Backend.DIFFUSERS: Entry("sora_watcher.backends.sdxl", "sora_watcher.backends.sdxl_settings"),
+    Backend.CHATGPT: Entry("sora_driver.chatgpt.backend", "sora_driver.chatgpt.settings"),
 }
 
 

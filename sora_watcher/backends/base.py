@@ -37,6 +37,12 @@ class JobOptions:
     quality: str | None = None
     background: str | None = None
     model: str | None = None
+    seed: int | None = None  # the same seed, prompt, model and settings: the same pixels
+    negative_prompt: str | None = None
+    steps: int | None = None  # denoising steps
+
+
+MAX_SEED = 2**32 - 1  # what A1111 and the other SD tools write: a seed stays portable
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,9 @@ class Capabilities:
     # else what is wrong with it. None here: only ``sizes``.
     check_size: Callable[[str, str | None], str | None] | None = None
     models: bool = False  # a job may name its model
+    seeds: bool = False  # a job may give its seed
+    negative_prompts: bool = False  # a job may give what to keep out of the image
+    max_steps: int = 0  # a job may give its steps, up to this (0: it may not)
     default_in_flight: int = 1
     max_in_flight: int = 1
     # A task id still means something after a failed collect and after a restart: the task
@@ -76,8 +85,24 @@ class Capabilities:
                 return _not_one_of(name, value, allowed)
         if options.model is not None and not self.models:
             return "model: this backend has no choice of model (SORA_BACKEND)"
+        unsupported = self.unsupported(options)
+        if unsupported is not None:
+            return f"{unsupported}: this backend does not take it (SORA_BACKEND)"
+        if options.steps is not None and not 1 <= options.steps <= self.max_steps:
+            return f"steps {options.steps!r} is not between 1 and {self.max_steps}"
         if options.size is not None:
             return self.size_problem(options.size, options.model)
+        return None
+
+    def unsupported(self, options: JobOptions) -> str | None:
+        """The first option given that this backend has no use for."""
+        for name, value, supported in (
+            ("seed", options.seed, self.seeds),
+            ("negative_prompt", options.negative_prompt, self.negative_prompts),
+            ("steps", options.steps, self.max_steps > 0),
+        ):
+            if value is not None and not supported:
+                return name
         return None
 
     def size_problem(self, size: str, model: str | None) -> str | None:
@@ -103,6 +128,9 @@ ANY_BACKEND = Capabilities(
     sizes=("auto",),
     check_size=lambda size, model: None,
     models=True,
+    seeds=True,
+    negative_prompts=True,
+    max_steps=150,
 )
 
 
@@ -121,6 +149,8 @@ class ImageFile:
     height: int
     source_url: str  # where it came from, without a query string (signed URLs are credentials)
     source_format: str  # what the service sent: PNG, WEBP, JPEG ...
+    # What is this image's own in its sidecar, over its generation's details (its seed).
+    details: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

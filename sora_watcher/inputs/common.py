@@ -13,11 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sora_watcher.backends.base import ANY_BACKEND, Capabilities, JobOptions
+from sora_watcher.backends.base import ANY_BACKEND, MAX_SEED, Capabilities, JobOptions
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-OPTION_KEYS = ("aspect_ratio", "variants", "size", "quality", "background", "model", "name")
-TEXT_OPTIONS = ("size", "quality", "background", "model")
+OPTION_KEYS = (
+    "aspect_ratio", "variants", "size", "quality", "background", "model", "name",
+    "seed", "negative_prompt", "steps",
+)  # fmt: skip
+TEXT_OPTIONS = ("size", "quality", "background", "model", "negative_prompt")
+# Whole numbers an input may give (a CSV cell is a text of digits), with their range.
+NUMBER_OPTIONS = {"seed": (0, MAX_SEED), "steps": (1, 10_000)}
 
 
 class InputError(Exception):
@@ -139,10 +144,26 @@ def job_options(
     for key, value in [("aspect_ratio", aspect), *texts.items()]:
         if value is not None and not isinstance(value, str):
             raise InputError(f"{key} {value!r} is not a text")
-    options = JobOptions(aspect, variants, **texts)
+    seed, steps = (
+        whole_number(key, fields.get(key), *NUMBER_OPTIONS[key]) for key in ("seed", "steps")
+    )
+    options = JobOptions(aspect, variants, **texts, seed=seed, steps=steps)
     problem = capabilities.problem(options)
     if problem is not None:
         raise InputError(problem)
     name = fields.get("name") or None
     folder = None if name is None else safe_folder(name, "name")
     return options, folder
+
+
+def whole_number(key: str, value: object, least: int, most: int) -> int | None:
+    """An option's whole number (or a CSV cell of digits) within its range; None if absent."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InputError(f"{key} {value!r} is not a whole number")
+    if not least <= value <= most:
+        raise InputError(f"{key} {value!r} is not between {least} and {most}")
+    return value

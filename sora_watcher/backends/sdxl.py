@@ -1,0 +1,415 @@
+"""Stable Diffusion XL on this machine's own GPU, through ``diffusers``: ``SORA_BACKEND=diffusers``.
+
+Free per image, private, never rate-limited, no account. It needs the ``local`` extra
+(``pip install 'sora-watcher[local]'``: torch, diffusers, transformers, accelerate, compel);
+without it, ``create`` says the install command and the daemon waits for it.
+
+The model is loaded once and kept warm, like the web backend's browser: at start-up (on a thread
+of its own, so that the daemon is READY at once) or at the first prompt, and kept across jobs and
+across a pause of the queue (a module-level cache, for the settings it was made from). One
+generation runs at a time: ``submit`` queues the prompt for the one worker thread and returns;
+``finished`` and ``collect`` are as for the Images API (``follows_tasks=False``: a generation in
+flight at a crash is made again at the next start). ``variants`` are the images of one batch.
+
+Every image records its seed (given by the job, else drawn here): image ``i`` of a batch has
+``seed + i``, and the same prompt, seed, model and settings give the same pixels on the same
+machine. A stop is heard between two denoising steps, through the pipeline's step callback.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from sora_watcher.atomic import write_atomically
+from sora_watcher.backends.base import (
+    MAX_SEED,
+    SIZE,
+    Capabilities,
+    Generation,
+    ImageFile,
+    JobOptions,
+)
+from sora_watcher.backends.sdxl_errors import (
+    BlackImage,
+    classify,
+    extra_missing,
+    is_out_of_memory,
+    missing_packages,
+    out_of_memory,
+)
+from sora_watcher.backends.sdxl_settings import DiffusersSettings, read_settings
+from sora_watcher.config import Settings
+from sora_watcher.errors import GenerationError, Interrupted, Unreachable
+
+if TYPE_CHECKING:  # the extra: imported on the worker thread, once known to be there
+    from sora_watcher.backends.sdxl_pipeline import Batch, Loaded
+
+# The aspect ratios as the sizes SDXL was trained at (about a megapixel each).
+SIZES = {"1:1": "1024x1024", "3:2": "1216x832", "2:3": "832x1216",
+         "16:9": "1344x768", "9:16": "768x1344"}  # fmt: skip
+MAX_SIDE = 4096
+MAX_STEPS = 150
+SLICE_SECONDS = 0.5  # longest time between two looks at the stop flag while waiting
+STATE_FILE = "diffusers.{worker}.json"  # in logs/: what `status` says of the loaded model
+
+
+def check_size(size: str, model: str | None) -> str | None:
+    match = SIZE.fullmatch(size)
+    assert match is not None  # Capabilities checked the shape
+    width, height = int(match["width"]), int(match["height"])
+    if width % 8 or height % 8:
+        return "both sides must be multiples of 8 (of 64 for the best results)"
+    if not (64 <= width <= MAX_SIDE and 64 <= height <= MAX_SIDE):
+        return f"each side between 64 and {MAX_SIDE}"
+    return None
+
+
+CAPABILITIES = Capabilities(
+    aspect_ratios=tuple(SIZES),
+    variants=(1, 2, 3, 4),
+    check_size=check_size,
+    seeds=True,
+    negative_prompts=True,
+    max_steps=MAX_STEPS,
+    follows_tasks=False,
+    busy_seconds=900.0,  # a load, then minutes per image on a slow GPU (or a CPU)
+)
+
+
+def capabilities(settings: Settings, environ: Mapping[str, str]) -> Capabilities:
+    return CAPABILITIES
+
+
+def size_of(options: JobOptions, default: str | None) -> tuple[int, int]:
+    """The job's size, else SORA_DIFFUSERS_SIZE, else SDXL's for the aspect ratio."""
+    match = SIZE.fullmatch(options.size or default or SIZES[options.aspect_ratio])
+    assert match is not None
+    return int(match["width"]), int(match["height"])
+
+
+# -- the warm model, kept across backends (a pause closes the backend, not the model) -----------
+
+_kept: Loaded | None = None
+_gpu = threading.Lock()  # one generation (or load) at a time on one device
+
+
+def warm(config: DiffusersSettings, home: Path) -> Loaded:
+    """The loaded pipelines for ``config``, loaded now if they are not (with ``_gpu`` held)."""
+    global _kept
+    from sora_watcher.backends import sdxl_pipeline
+
+    if _kept is None or (_kept.config, _kept.home) != (config, home):
+        _kept = None  # the old one's memory goes before the new one comes
+        _kept = sdxl_pipeline.load(config, home)
+    return _kept
+
+
+def forget() -> None:
+    """Drop the warm model (tests, benchmarks of a cold load)."""
+    global _kept
+    with _gpu:
+        _kept = None
+
+
+# -- the backend ----------------------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    prompt: str
+    options: JobOptions
+    seed: int
+    started: float = field(default_factory=time.monotonic)
+    over: bool = False
+    interrupted: bool = False  # by a stop: the daemon is ending, nothing failed
+    generation: Generation | None = None
+    error: GenerationError | None = None
+
+
+class DiffusersBackend:
+    def __init__(
+        self, config: DiffusersSettings, settings: Settings, stop: threading.Event
+    ) -> None:
+        self.config = config
+        self.home = settings.home
+        self.state_file = settings.logs / STATE_FILE.format(worker=settings.worker_id)
+        self.stop = stop
+        self.closed = threading.Event()
+        self.calls: dict[str, Call] = {}
+        self.changed = threading.Condition()
+        self.counter = itertools.count(1)
+        self.waiting: queue.Queue[str | None] = queue.Queue()
+        self.out_of_memory: set[str] = set()  # prompts that ran out of memory once
+        self.worker = threading.Thread(target=self._work, name="diffusers", daemon=True)
+        self.worker.start()
+
+    def submit(self, prompt: str, options: JobOptions) -> str:
+        seed = options.seed if options.seed is not None else random.randint(0, MAX_SEED)
+        task_id = f"sdxl_{next(self.counter):06d}"
+        with self.changed:
+            self.calls[task_id] = Call(prompt, options, seed)
+        self.waiting.put(task_id)
+        return task_id
+
+    def finished(self, task_ids: list[str], wait: float) -> list[str]:
+        with self.changed:
+            self.changed.wait_for(lambda: any(map(self._over, task_ids)), timeout=wait)
+            return [task_id for task_id in task_ids if self._over(task_id)]
+
+    def collect(self, task_id: str, options: JobOptions) -> Generation:
+        with self.changed:
+            while not self._over(task_id):
+                if self.stop.is_set():
+                    raise Interrupted()
+                self.changed.wait(SLICE_SECONDS)
+            call = self.calls.pop(task_id, None)
+        if call is None:
+            raise Unreachable(f"{task_id}: no such generation in this run")
+        if call.interrupted:
+            raise Interrupted()
+        if call.error is not None:
+            raise call.error
+        assert call.generation is not None
+        return call.generation
+
+    def find_task(self, prompt: str, since: float) -> str | None:
+        return None  # nothing outlives the process: the prompt is made again
+
+    def close(self) -> None:
+        """Ends the generation under way at its next step; the model stays warm."""
+        self.closed.set()
+        self.waiting.put(None)
+
+    def load(self) -> Loaded:
+        with _gpu:
+            return self._warm()
+
+    def _warm(self) -> Loaded:  # with _gpu held
+        was = _kept
+        loaded = warm(self.config, self.home)
+        if loaded is not was:  # loaded now: what `status` says of it changes
+            self._remember(loaded)
+        return loaded
+
+    def _over(self, task_id: str) -> bool:  # with self.changed held
+        call = self.calls.get(task_id)
+        return call is None or call.over
+
+    def _work(self) -> None:
+        """The one worker thread: the model loaded (at start, if so set), then each call."""
+        if self.config.load_at_start:
+            self._guarded(self._load_now)
+        while not self.closed.is_set():
+            task_id = self.waiting.get()
+            if task_id is None or self.closed.is_set():
+                break
+            with self.changed:
+                call = self.calls.get(task_id)
+            if call is not None:
+                self._finish(task_id, call)
+
+    def _load_now(self) -> None:
+        self.load()
+
+    def _guarded(self, action: Callable[[], None]) -> None:
+        """A load at start-up: an error is said, and said again by the first prompt."""
+        try:
+            action()
+        except GenerationError as exc:
+            logger.error("diffusers: {} ({})", exc.name, exc.detail)
+        except Exception as exc:
+            logger.opt(exception=exc).error("diffusers: the model could not be loaded")
+
+    def _finish(self, task_id: str, call: Call) -> None:
+        generation: Generation | None = None
+        error: GenerationError | None = None
+        try:
+            generation = self._generate(task_id, call)
+        except GenerationError as exc:
+            error = exc
+        except Interrupted:
+            call.interrupted = True
+            error = Unreachable(f"{task_id}: stopped during the generation")
+            logger.info("{}: generation stopped", task_id)
+        except Exception as exc:
+            error = self._classified(exc, call)
+            if isinstance(error, Unreachable):
+                logger.opt(exception=exc).error("{}: unexpected error in the generation", task_id)
+        finally:
+            if generation is None and error is None:  # a BaseException on its way out
+                error = Unreachable(f"{task_id}: the generation ended without images")
+            with self.changed:
+                call.over, call.generation, call.error = True, generation, error
+                self.changed.notify_all()
+
+    def _classified(self, exc: Exception, call: Call) -> GenerationError:
+        if not is_out_of_memory(exc):
+            return classify(exc)
+        key = json.dumps([call.prompt, str(call.options)])
+        again = key in self.out_of_memory
+        self.out_of_memory.add(key)
+        self._empty_cache()
+        return out_of_memory(str(exc).splitlines()[0][:300], again)
+
+    def _generate(self, task_id: str, call: Call) -> Generation:
+        from sora_watcher.backends import sdxl_pipeline
+
+        batch = self.batch(call)
+        with _gpu:
+            loaded = self._warm()
+            started = time.monotonic()
+            arrays = sdxl_pipeline.run(loaded, batch, self._step_watcher(task_id, batch.steps))
+        seconds = round(time.monotonic() - started, 3)
+        images = [self._image(task_id, array, batch.seed + i) for i, array in enumerate(arrays)]
+        details = self.details(loaded, batch)
+        return Generation(task_id, images, timings={"generate_s": seconds}, details=details)
+
+    def batch(self, call: Call) -> Batch:
+        from sora_watcher.backends.sdxl_pipeline import Batch
+
+        width, height = size_of(call.options, self.config.size)
+        options = call.options
+        steps = options.steps or self.config.steps
+        return Batch(
+            call.prompt, options.negative_prompt, width, height, options.variants, call.seed, steps
+        )
+
+    def _step_watcher(self, task_id: str, steps: int) -> Callable[[], None]:
+        """Called after each denoising step: a stop (or close) ends the generation there."""
+        counter = itertools.count(1)
+
+        def on_step() -> None:
+            step = next(counter)
+            if step == 1:
+                logger.debug("{}: first step done ({} asked)", task_id, steps)
+            if self.stop.is_set() or self.closed.is_set():
+                raise Interrupted()
+
+        return on_step
+
+    def _image(self, task_id: str, array: Any, seed: int) -> ImageFile:
+        from PIL import Image
+
+        from sora_watcher.backends.sdxl_pipeline import is_black
+
+        if is_black(array):
+            raise BlackImage(
+                f"seed {seed}: the image came out black (NaN in the VAE): not saved; set "
+                "SORA_DIFFUSERS_DTYPE=fp32 or SORA_DIFFUSERS_VAE to an fp16-fixed VAE"
+            )
+        pixels = (array.clip(0, 1) * 255).round().astype("uint8")
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, format="PNG")
+        height, width = pixels.shape[:2]
+        return ImageFile(
+            out.getvalue(), width, height, f"diffusers:{task_id}", "PNG", {"seed": seed}
+        )
+
+    def details(self, loaded: Loaded, batch: Batch) -> dict[str, object]:
+        config = self.config
+        details: dict[str, object] = {
+            "model": config.model,
+            "steps": batch.steps,
+            "sampler": config.sampler,
+            "scheduler": config.scheduler,
+            "guidance": config.guidance,
+            "negative_prompt": batch.negative,
+            "refiner": config.refiner,
+            "refiner_switch": config.refiner_switch if config.refiner else None,
+            "upscale": 2 if config.upscale == "x2" else None,
+            "device": loaded.device,
+            "dtype": loaded.dtype,
+        }
+        # A batch's seeds: each image's own is in its ImageFile's details.
+        if batch.count == 1:
+            details["seed"] = batch.seed
+        else:
+            details["seeds"] = [batch.seed + i for i in range(batch.count)]
+        return details
+
+    def _remember(self, loaded: Loaded) -> None:
+        """What `status` says of the model, written when it is loaded."""
+        from sora_watcher.backends.sdxl_pipeline import memory_mb
+
+        state = {
+            "model": loaded.config.model,
+            "refiner": loaded.config.refiner,
+            "device": loaded.device,
+            "dtype": loaded.dtype,
+            "load_s": loaded.seconds,
+            "loaded_at": loaded.loaded_at,
+            "weights_mb": loaded.weights_mb(),
+            "device_memory_mb": memory_mb(loaded.device),
+        }
+        try:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(self.state_file, json.dumps(state, indent=1).encode())
+        except OSError as exc:  # only `status` reads it
+            logger.debug("diffusers: cannot write {}: {}", self.state_file, exc)
+
+    @staticmethod
+    def _empty_cache() -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def create(
+    settings: Settings, environ: Callable[[], Mapping[str, str]], stop: threading.Event
+) -> DiffusersBackend:
+    missing = missing_packages()
+    if missing:
+        raise extra_missing(missing)
+    config = read_settings(environ())
+    from sora_watcher.backends.sdxl_pipeline import local_folder
+
+    folder = local_folder(config.model, settings.home)
+    if folder is not None and not folder.is_dir():  # said now, not after a load at start
+        from sora_watcher.backends.sdxl_errors import model_missing
+
+        raise model_missing("SORA_DIFFUSERS_MODEL", config.model, folder, "no such folder")
+    return DiffusersBackend(config, settings, stop)
+
+
+def status(settings: Settings, environ: Mapping[str, str], offline: bool) -> tuple[list[str], bool]:
+    config = read_settings(environ)
+    refiner = f", refiner {config.refiner}" if config.refiner else ""
+    lines = [f"backend: diffusers, model {config.model}{refiner}, {config.sampler}"]
+    missing = missing_packages()
+    if missing:
+        lines.append(f"  not installed: {', '.join(missing)}: {extra_missing(missing).detail}")
+        return lines, False
+    state_file = settings.logs / STATE_FILE.format(worker=settings.worker_id)
+    try:
+        state = json.loads(state_file.read_text("utf-8"))
+    except (OSError, ValueError):
+        return [*lines, f"  device {config.device}; the model is not loaded yet"], True
+    memory = state.get("device_memory_mb")
+    held = f", {memory} MB on the device" if memory is not None else ""
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(state.get("loaded_at", 0)))
+    lines.append(
+        f"  loaded on {state['device']} ({state['dtype']}) at {when} in {state['load_s']}s: "
+        f"{state['model']}, weights {state['weights_mb']} MB{held}"
+    )
+    return lines, True
+
+
+def login(settings: Settings) -> int:
+    print(
+        "sora-watcher login is not needed with the diffusers backend: it runs the model on "
+        "this machine, with no account."
+    )
+    return 0

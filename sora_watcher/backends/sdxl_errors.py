@@ -1,0 +1,141 @@
+"""What can go wrong with a model on this machine, as the daemon's three families.
+
+- the extra not installed (no ``torch``/``diffusers``): nothing can start; the daemon waits for
+  the packages (``once`` stops) and says the install command;
+- a model folder missing or broken: the queue stops, naming it, until the folder changes;
+- out of GPU memory: tried again once, with a hint (offload, a smaller size); the same prompt
+  out of memory again is that input's fault;
+- a NaN or black image (the SDXL VAE overflows in fp16): never saved, tried again;
+- anything else the libraries raise: by the table ``RULES``, else tried again later.
+
+This module imports neither ``torch`` nor ``diffusers``: it reads exceptions by their class
+names and words, so that it can say the extra is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+from sora_watcher.errors import (
+    CredentialsMissing,
+    GenerationError,
+    InvalidRequest,
+    ModelUnavailable,
+    PermanentError,
+    Resume,
+    TransientError,
+    Unreachable,
+)
+
+EXTRA = "pip install 'sora-watcher[local]'"
+PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "compel")
+FOLDER_PROBE_SECONDS = 10.0  # a folder's look costs nothing
+
+
+class ExtraMissing(CredentialsMissing):
+    """The packages of the ``local`` extra are not installed. Like a missing key, nothing can
+    start without them: ``once`` and ``generate`` stop, ``run`` waits until they import."""
+
+
+class ModelMissing(ModelUnavailable):
+    """The model (or refiner, or VAE) folder is not there, or not a diffusers model."""
+
+
+class OutOfMemory(TransientError):
+    """The GPU ran out of memory: the first time for a prompt, worth another try."""
+
+
+class TooLargeForMemory(PermanentError):
+    """The same prompt ran out of memory again: its size or variants are too much here."""
+
+
+class BlackImage(TransientError):
+    """The image came out NaN or black (the VAE overflowed); it is not saved."""
+
+
+def missing_packages() -> list[str]:
+    """The packages of the extra that cannot be imported (a failed import counts too)."""
+    importlib.invalidate_caches()  # a pip install since the last look must be seen
+    missing = []
+    for name in PACKAGES:
+        try:
+            if importlib.util.find_spec(name) is None:
+                missing.append(name)
+        except (ImportError, ValueError):  # sys.modules[name] is None, or a broken install
+            missing.append(name)
+    return missing
+
+
+def extra_missing(missing: list[str]) -> ExtraMissing:
+    return ExtraMissing(
+        f"SORA_BACKEND=diffusers needs {', '.join(missing)}, not installed here: "
+        f"install the local extra with  {EXTRA}  (then start again)",
+        Resume(probe=lambda: not missing_packages(), every=60.0, hint=f"waiting for {EXTRA}"),
+    )
+
+
+def _look(path: Path) -> tuple[bool, int, int]:
+    """What changes when a folder is put in place or repaired."""
+    index = path / "model_index.json"
+    try:
+        return True, path.stat().st_mtime_ns, index.stat().st_mtime_ns if index.exists() else 0
+    except OSError:
+        return False, 0, 0
+
+
+def model_missing(what: str, name: str, path: Path | None, reason: str) -> ModelMissing:
+    """``what`` (SORA_DIFFUSERS_MODEL ...) named ``name`` cannot be loaded; the queue resumes
+    when the folder ``path`` changes (a model id: after SORA_PAUSE_SECONDS)."""
+    hint = (
+        f"the model {name} ({what}) is missing or broken: put a diffusers model folder there "
+        f"(model_index.json, unet/, vae/, text_encoder/ ...) or set {what} to another; the "
+        "queue resumes once it changes"
+    )
+    if path is None:
+        return ModelMissing(f"{what} {name}: {reason}", Resume(hint=hint))
+    seen = _look(path)
+    resume = Resume(probe=lambda: _look(path) != seen, every=FOLDER_PROBE_SECONDS, hint=hint)
+    return ModelMissing(f"{what} {path}: {reason}", resume)
+
+
+def out_of_memory(detail: str, again: bool) -> GenerationError:
+    if again:
+        return TooLargeForMemory(
+            f"out of GPU memory twice for this prompt: ask a smaller size or fewer variants, "
+            f"or set SORA_DIFFUSERS_OFFLOAD=true ({detail})"
+        )
+    return OutOfMemory(
+        f"out of GPU memory; tried again once (SORA_DIFFUSERS_OFFLOAD=true or a smaller size "
+        f"helps) ({detail})"
+    )
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+Meaning = Callable[[str], GenerationError]
+# (class name, words in its message or "" for any) -> the family, for errors raised during a
+# generation; the first match wins. Not listed: Unreachable (tried again later).
+RULES: list[tuple[str, str, Meaning]] = [
+    ("ValueError", "", InvalidRequest),  # the pipeline refused a value (a size, the steps)
+    ("RuntimeError", "expected all tensors to be on the same device", Unreachable),
+    ("RuntimeError", "cuda error", Unreachable),  # the driver; a fresh try may do
+    ("RuntimeError", "mps", Unreachable),
+    ("NotImplementedError", "", Unreachable),  # an operation the device lacks (MPS)
+]
+
+
+def classify(exc: BaseException) -> GenerationError:
+    """A generation's error (not out-of-memory: see ``out_of_memory``) as the daemon's."""
+    if isinstance(exc, GenerationError):
+        return exc
+    name, words = type(exc).__name__, str(exc)
+    detail = f"{name}: {words}".strip()[:500]
+    for rule_class, rule_words, meaning in RULES:
+        if name == rule_class and rule_words in words.lower():
+            return meaning(detail)
+    return Unreachable(f"unexpected {detail}")

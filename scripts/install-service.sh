@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Install (or remove) sora-watcher as a systemd service.
 #
-#   scripts/install-service.sh [--home DIR] [--user NAME] [--venv DIR] [--xvfb] [--dry-run]
+#   scripts/install-service.sh [--home DIR] [--user NAME] [--venv DIR] [--xvfb] [--gpu] [--dry-run]
 #   scripts/install-service.sh --uninstall [--dry-run]
 #
 # Install: fills systemd/sora-watcher.service with this checkout's paths and writes it to
 # /etc/systemd/system/, creates the service user if missing, creates the folder set and
-# gives it to that user, optionally adds the Xvfb drop-in (headed browser), then
-# `systemctl daemon-reload`. Running it again brings everything to the same state.
-# --uninstall: stops and disables the service, removes the unit and the drop-in, reloads;
+# gives it to that user, optionally adds the Xvfb drop-in (headed browser) and the GPU drop-in
+# (the diffusers backend), then `systemctl daemon-reload`. Running it again brings everything to the same state.
+# --uninstall: stops and disables the service, removes the unit and the drop-ins, reloads;
 # the folder set and the user are kept (the commands to remove them are printed).
 # --dry-run: changes nothing and needs no root; prints the commands and the files instead.
 set -euo pipefail
@@ -19,12 +19,14 @@ unit_dir=/etc/systemd/system
 unit_path=$unit_dir/$unit_name
 dropin_dir=$unit_dir/$unit_name.d
 dropin_path=$dropin_dir/xvfb.conf
+gpu_dropin_path=$dropin_dir/gpu.conf
 folders=(inbox processing processed failed images logs debug_screenshots)
 
 home=/var/lib/sora-watcher
 user=sora
 venv=$repo/.venv
 xvfb=false
+gpu=false
 dry_run=false
 uninstall=false
 home_given=false
@@ -48,6 +50,7 @@ while [ $# -gt 0 ]; do
         --venv) [ $# -ge 2 ] || die "--venv needs a folder"; venv=$2; shift ;;
         --venv=*) venv=${1#*=} ;;
         --xvfb) xvfb=true ;;
+        --gpu) gpu=true ;;
         --dry-run) dry_run=true ;;
         --uninstall) uninstall=true ;;
         -h | --help) usage; exit 0 ;;
@@ -117,7 +120,7 @@ if $uninstall; then
             run systemctl disable "$unit_name"  # works offline: removes the symlinks
         fi
     fi
-    run rm -f "$dropin_path"
+    run rm -f "$dropin_path" "$gpu_dropin_path"
     if $dry_run || [ -d "$dropin_dir" ]; then
         run rmdir --ignore-fail-on-non-empty "$dropin_dir"
     fi
@@ -241,14 +244,19 @@ made from /usr/bin/python3 (python3 -m venv .venv && .venv/bin/pip install -e .)
 fi
 
 render "$repo/systemd/sora-watcher.service" | write_file "$unit_path"
-if $xvfb; then
-    run install -d -m 0755 "$dropin_dir"
-    render "$repo/systemd/sora-watcher-xvfb.conf" | write_file "$dropin_path"
-elif $dry_run || [ -e "$dropin_path" ]; then
-    # Installing without --xvfb goes back to headless.
-    run rm -f "$dropin_path"
-    run rmdir --ignore-fail-on-non-empty "$dropin_dir"
-fi
+# Each drop-in: installed when asked for; installing without it removes it (back to headless,
+# back to no GPU).
+dropin() {  # dropin WANTED TEMPLATE PATH
+    if "$1"; then
+        run install -d -m 0755 "$dropin_dir"
+        render "$repo/systemd/$2" | write_file "$3"
+    elif $dry_run || [ -e "$3" ]; then
+        run rm -f "$3"
+        run rmdir --ignore-fail-on-non-empty "$dropin_dir"
+    fi
+}
+dropin "$xvfb" sora-watcher-xvfb.conf "$dropin_path"
+dropin "$gpu" sora-watcher-gpu.conf "$gpu_dropin_path"
 reload
 
 cat <<EOF

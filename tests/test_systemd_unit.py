@@ -1,4 +1,4 @@
-"""The systemd packaging: the unit and the Xvfb drop-in as install-service.sh renders them.
+"""The systemd packaging: the unit and its drop-ins (Xvfb, GPU) as install-service.sh renders them.
 
 The files are rendered with ``scripts/install-service.sh --dry-run`` (no root, nothing
 written), then checked by ``systemd-analyze verify`` (skipped where it is not installed:
@@ -163,6 +163,20 @@ def test_unit_with_the_xvfb_dropin_passes_systemd_analyze_verify(
     assert f"{UNIT_DIR}/{DROPIN}" in files
     unit_file = write_units(layout, files)
     assert verify(unit_file) == []
+
+
+@needs_systemd_analyze
+def test_the_gpu_dropin_gives_the_daemon_the_real_dev_and_passes_verify(
+    layout: dict[str, Path],
+) -> None:
+    """Under the unit's PrivateDevices=yes torch sees no GPU and SDXL falls back to the CPU."""
+    files = render(layout, "--gpu", "--xvfb")
+    gpu = parse_unit(files[f"{UNIT_DIR}/{UNIT}.d/gpu.conf"])["Service"]
+    assert parse_unit(files[f"{UNIT_DIR}/{UNIT}"])["Service"]["PrivateDevices"] == ["yes"]
+    assert gpu["PrivateDevices"] == ["no"]
+    unit_file = write_units(layout, files)
+    assert verify(unit_file) == []
+    assert f"{UNIT_DIR}/{UNIT}.d/gpu.conf" not in render(layout)  # not asked: not installed
 
 
 @needs_systemd_analyze

@@ -5,8 +5,10 @@ PY := $(VENV)/bin/python
 # make demo BACKEND=web (or chatgpt): a browser backend against its stand-in
 BACKEND ?= openai
 STAMP := $(VENV)/.installed
-# The diffusers backend's extra, for its tests; torch pinned first, so that pip takes the CPU
-# wheel and never a newer (multi-GB CUDA) build. The demo does without it.
+# The diffusers backend's extra, for its tests; torch pinned first, so that pip never takes a
+# newer build. Where a CPU wheel of that version is on disk (the CI machines' pip config), that
+# is what gets installed; elsewhere (a laptop) torch==2.13.0 is PyPI's own build, CUDA
+# included on Linux (multi-GB). The demo does without it.
 LOCAL_STAMP := $(VENV)/.installed-local
 
 .PHONY: install local browser demo test lint unit run login bench clean

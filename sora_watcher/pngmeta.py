@@ -45,11 +45,13 @@ _ESCAPED = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 # Sidecar fields shown in the settings line, under the names A1111 readers know, in its order:
-# those before the size, then those after.
+# those before the size, then those after. The x2 pass as A1111 writes its hires fix.
 BEFORE_SIZE = {"steps": "Steps", "sampler": "Sampler", "guidance": "CFG scale", "seed": "Seed"}
 SETTINGS = {"model": "Model", "refiner": "Refiner", "refiner_switch": "Refiner switch at",
-            "upscale": "Hires upscale", "quality": "Quality", "background": "Background",
-            "backend": "Backend", "request_id": "Request id"}  # fmt: skip
+            "upscale": "Hires upscale", "upscale_steps": "Hires steps",
+            "upscale_strength": "Denoising strength", "quality": "Quality",
+            "background": "Background", "backend": "Backend",
+            "request_id": "Request id"}  # fmt: skip
 
 
 def settings_line(record: Mapping[str, object]) -> dict[str, object]:
@@ -71,10 +73,10 @@ def parameters_text(
     """The A1111 ``parameters`` text: prompt, ``Negative prompt: ...`` line, settings line.
 
     Settings are written in order as ``Key: value`` joined by ", "; ``None`` values are left
-    out, others written with ``str()``. A value with a comma, a colon, a quote, a line break or
-    surrounding spaces is written as a JSON string, as A1111 does, so that the line still
-    parses. A key with one of those raises ``ValueError``. No settings, no settings line; an
-    empty negative prompt, no negative line.
+    out, others written with ``str()`` (a whole float without its ".0", as A1111). A value with
+    a comma, a colon, a quote, a line break or surrounding spaces is written as a JSON string,
+    as A1111 does, so that the line still parses. A key with one of those raises
+    ``ValueError``. No settings, no settings line; an empty negative prompt, no negative line.
     """
     lines = [prompt]
     if negative_prompt:
@@ -151,10 +153,15 @@ def _key(key: str) -> str:
 
 
 def _value(value: object) -> str:
-    text = str(value)
+    text = _number(value) if isinstance(value, float) else str(value)
     if text != text.strip() or not text.isprintable() or _QUOTED.intersection(text):
         return json.dumps(text, ensure_ascii=False).translate(_ESCAPED)
     return text
+
+
+def _number(value: float) -> str:
+    """A float as A1111 writes it: "CFG scale: 7", "7.5", never "7.0" (and no digit lost)."""
+    return str(int(value)) if value.is_integer() else str(value)
 
 
 def _chunks(view: memoryview) -> list[tuple[bytes, int, int]]:

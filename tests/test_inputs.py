@@ -219,3 +219,48 @@ def test_what_the_readers_did_not_foresee_is_still_a_clear_input_error(
     with pytest.raises(InputError) as caught:
         read_prompts(write(tmp_path, name, content), Rules(max_bytes=10_000_000))
     assert reason in str(caught.value)
+
+
+def test_the_diffusers_keys_are_checked_and_refused_by_other_backends() -> None:
+    """seed, negative_prompt and steps: read from a JSON job or a CSV row, checked against the
+    backend (no torch needed: the diffusers backend's capabilities are plain data)."""
+    import re
+
+    from sora_watcher.backends import instant
+    from sora_watcher.backends.sdxl import CAPABILITIES as SDXL
+    from sora_watcher.inputs import parse_prompts
+
+    ours = Rules(capabilities=SDXL)
+    job = b'{"prompt": "a fox", "seed": 42, "steps": 20, "negative_prompt": "blur"}'
+    [prompt] = parse_prompts("job.json", job, ours)
+    assert (prompt.options.seed, prompt.options.steps) == (42, 20)
+    assert prompt.options.negative_prompt == "blur"
+    for bad, words in [
+        (b'{"prompt": "a", "seed": "x"}', "seed 'x' is not a whole number"),
+        (b'{"prompt": "a", "seed": -1}', "seed -1 is not between 0 and 4294967295"),
+        (b'{"prompt": "a", "seed": "-1"}', "seed -1 is not between 0 and 4294967295"),
+        (b'{"prompt": "a", "seed": "\xc2\xb2"}', "seed '\u00b2' is not a whole number"),
+        (b'{"prompt": "a", "steps": 500}', "steps 500 is not between 1 and 150"),
+        (b'{"prompt": "a", "negative_prompt": 3}', "negative_prompt 3 is not a text"),
+        (
+            b'{"prompt": "a", "seed": 4294967295, "variants": 2}',
+            "seed 4294967295 with 2 variants: the last image's seed would pass 4294967295; "
+            "give a seed of at most 4294967294",
+        ),
+        (
+            b'{"prompt": "a", "seed": 4294967295, "variants": 4}',
+            "give a seed of at most 4294967292",
+        ),
+    ]:
+        with pytest.raises(InputError, match=re.escape(words)):
+            parse_prompts("job.json", bad, ours)
+    [edge] = parse_prompts("job.json", b'{"prompt": "a", "seed": 4294967292, "variants": 4}', ours)
+    assert edge.options.seed == 4294967292  # its last image gets the largest seed
+    with pytest.raises(InputError, match=r"seed: this backend does not take it \(SORA_BACKEND\)"):
+        parse_prompts("job.json", job, Rules(capabilities=instant.CAPABILITIES))
+    rows = parse_prompts(
+        "rows.csv", b"prompt,seed,steps\na fox,7,12\na cat,x,\na owl,\xc2\xb2,\n", ours
+    )
+    assert (rows[0].options.seed, rows[0].options.steps, rows[0].error) == (7, 12, None)
+    assert rows[1].error is not None and "seed 'x'" in rows[1].error  # that row fails alone
+    assert rows[2].error is not None and "is not a whole number" in rows[2].error

@@ -314,3 +314,16 @@ def test_any_text_round_trips(parameters: str, record: str) -> None:
     tagged = embed(SMALL, texts)
     assert read_texts(tagged) == texts
     assert pillow_text(tagged) == texts
+
+
+def test_the_settings_line_of_a_diffusers_image_reads_as_a1111_writes_it() -> None:
+    from sora_watcher.pngmeta import settings_line
+
+    record = {"width": 2048, "height": 2048, "steps": 30, "sampler": "DPM++ 2M Karras",
+              "guidance": 7.0, "seed": 42, "model": "sd_xl_base", "upscale": 2,
+              "upscale_steps": 30, "upscale_strength": 0.3}  # fmt: skip
+    assert parameters_text("fox", settings_line(record)) == (
+        "fox\nSteps: 30, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 42, Size: 2048x2048, "
+        "Model: sd_xl_base, Hires upscale: 2, Hires steps: 30, Denoising strength: 0.3"
+    )
+    assert "CFG scale: 7.5," in parameters_text("fox", settings_line(record | {"guidance": 7.5}))

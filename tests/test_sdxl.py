@@ -2,11 +2,14 @@
 
 No weights can be downloaded here: ``tests/tiny_sdxl.py`` builds an SDXL pipeline of a few
 thousand parameters and saves it as a model folder, and everything below goes through the
-backend's real loading and generation code on CPU, most of it through the real daemon.
+backend's real loading and generation code on CPU, most of it through the real daemon. The
+warm model is kept from one test to the next (as a daemon keeps it from one input to the next),
+except after a test that spoils it on purpose.
 """
 
 from __future__ import annotations
 
+import collections
 import csv
 import io
 import json
@@ -17,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from loguru import logger
@@ -29,11 +33,11 @@ pytest.importorskip("diffusers", reason="the local extra is not installed")
 pytest.importorskip("compel", reason="the local extra is not installed")
 
 from sora_watcher import pngmeta  # noqa: E402
-from sora_watcher.backends import sdxl  # noqa: E402
+from sora_watcher.backends import sdxl, sdxl_pipeline, sdxl_state  # noqa: E402
 from sora_watcher.backends.base import JobOptions  # noqa: E402
-from sora_watcher.backends.sdxl_errors import BlackImage, ModelMissing  # noqa: E402
-from sora_watcher.config import resolve  # noqa: E402
+from sora_watcher.config import Settings, resolve  # noqa: E402
 from sora_watcher.daemon import Daemon, RunMode  # noqa: E402
+from sora_watcher.folders import LOCK_FILE, hold_lock  # noqa: E402
 from tests import tiny_sdxl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,10 +48,26 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_sdxl.save(tmp_path_factory.mktemp("sdxl") / "tiny-sdxl")
 
 
-@pytest.fixture(autouse=True)
-def cold() -> Iterator[None]:
+@pytest.fixture(scope="session")
+def refiner(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_sdxl.save_refiner(tmp_path_factory.mktemp("sdxl") / "tiny-refiner")
+
+
+@pytest.fixture
+def spoiled() -> Iterator[None]:
+    """For a test that spoils the warm model: no other test sees it."""
+    sdxl.forget()
     yield
-    sdxl.forget()  # no test sees another's warm (or spoiled) model
+    sdxl.forget()
+
+
+@pytest.fixture
+def said() -> Iterator[list[str]]:
+    """The log's lines (INFO and up) while the test runs."""
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="INFO")
+    yield lines
+    logger.remove(sink)
 
 
 def env(model: Path, **extra: str) -> dict[str, str]:
@@ -78,13 +98,24 @@ def daemon(home: Path, environ: Mapping[str, str], stop: threading.Event | None 
     return made
 
 
+def settings_for(home: Path) -> Settings:
+    return resolve({"home": str(home), "backend": "diffusers"}, {})
+
+
 def backend(home: Path, environ: Mapping[str, str]) -> sdxl.DiffusersBackend:
-    settings = resolve({"home": str(home), "backend": "diffusers"}, {})
-    return sdxl.create(settings, lambda: environ, threading.Event())
+    return sdxl.create(settings_for(home), lambda: environ, threading.Event())
 
 
 def pngs(home: Path) -> list[Path]:
     return sorted((home / "images").glob("*.png"))
+
+
+def report(run: Daemon, name: str) -> str:
+    return (run.folders.failed / f"{name}.error.txt").read_text()
+
+
+def loads(lines: list[str]) -> list[str]:
+    return [line for line in lines if "loaded in" in line]
 
 
 def test_three_lines_give_three_images_with_their_seeds(tmp_path: Path, model: Path) -> None:
@@ -100,11 +131,11 @@ def test_three_lines_give_three_images_with_their_seeds(tmp_path: Path, model: P
     for image, sidecar in zip(images, sidecars, strict=True):
         assert Image.open(image).size == (64, 64)
         assert isinstance(sidecar["seed"], int)
-        assert (sidecar["steps"], sidecar["model"]) == (2, str(model))
+        assert (sidecar["steps"], sidecar["model_path"]) == (2, str(model))
         parameters = pngmeta.read_texts(image.read_bytes())[pngmeta.PARAMETERS]
         assert parameters.splitlines()[-1].startswith(
-            f"Steps: 2, Sampler: DPM++ 2M Karras, CFG scale: 7.0, Seed: {sidecar['seed']}, "
-            "Size: 64x64, Model: "
+            f"Steps: 2, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: {sidecar['seed']}, "
+            "Size: 64x64, Model: tiny-sdxl, Backend: diffusers"
         )
 
 
@@ -128,6 +159,8 @@ def test_the_same_seed_gives_the_same_pixels(tmp_path: Path, model: Path) -> Non
 
 
 def test_a_prompt_of_300_tokens_is_encoded_whole(tmp_path: Path, model: Path) -> None:
+    """Both encoders side by side, the pooled embedding from the second (their widths
+    differ), the whole prompt; a short one exactly as the pipeline itself encodes it."""
     made = backend(tmp_path, env(model))
     try:
         loaded = made.load()
@@ -137,27 +170,46 @@ def test_a_prompt_of_300_tokens_is_encoded_whole(tmp_path: Path, model: Path) ->
         windows = -(-300 // 75)  # 75 tokens a window, between its start and end tokens
         assert embeddings.tokens == windows * 77 > 300
         assert embeddings.prompt.shape == embeddings.negative.shape
-        assert embeddings.prompt.shape[-1] == 2 * tiny_sdxl.HIDDEN  # both encoders, side by side
-        assert embeddings.pooled.shape == (1, tiny_sdxl.HIDDEN)  # the second's pooled one
+        assert embeddings.prompt.shape[-1] == tiny_sdxl.HIDDEN + tiny_sdxl.HIDDEN_2
+        assert embeddings.pooled.shape == (1, tiny_sdxl.POOLED)  # the second's projection
         tail = embeddings.prompt[0, 3 * 77 :]
         assert not torch.equal(tail, loaded.encoder("", None).prompt[0, :77])  # words, not pad
+        for negative in (None, "fog"):
+            ours = loaded.encoder("a red fox", negative)
+            with torch.no_grad():
+                theirs = loaded.base.encode_prompt(
+                    "a red fox", device="cpu", num_images_per_prompt=1,
+                    do_classifier_free_guidance=True, negative_prompt=negative,
+                )  # fmt: skip
+            mine = (ours.prompt, ours.negative, ours.pooled, ours.negative_pooled)
+            for a, b in zip(mine, theirs, strict=True):
+                assert torch.allclose(a, b, atol=1e-5)
     finally:
         made.close()
 
 
-def test_the_refiner_and_the_x2_upscale_run(tmp_path: Path, model: Path) -> None:
-    extra = {"SORA_DIFFUSERS_REFINER": str(model), "SORA_DIFFUSERS_UPSCALE": "x2",
+def test_the_refiner_and_the_x2_upscale_run(tmp_path: Path, model: Path, refiner: Path) -> None:
+    extra = {"SORA_DIFFUSERS_REFINER": str(refiner), "SORA_DIFFUSERS_UPSCALE": "x2",
              "SORA_DIFFUSERS_STEPS": "4"}  # fmt: skip
     made = backend(tmp_path, env(model, **extra))
     try:
         task = made.submit("a castle", JobOptions(variants=2, seed=11, negative_prompt="fog"))
         generation = made.collect(task, JobOptions())
+        passes: collections.Counter[str] = collections.Counter()
+        batch = sdxl_pipeline.Batch("a castle", None, 64, 64, 1, 3, 4, 7.0, 0.8, 0.3)
+        sdxl_pipeline.run(made.load(), batch, lambda name: passes.update([name]))
     finally:
         made.close()
     assert [(i.width, i.height) for i in generation.images] == [(128, 128)] * 2
     assert [i.details["seed"] for i in generation.images] == [11, 12]
     details = generation.details
-    assert (details["refiner"], details["upscale"], details["seeds"]) == (str(model), 2, [11, 12])
+    assert (details["refiner"], details["refiner_path"]) == ("tiny-refiner", str(refiner))
+    assert (details["upscale"], details["seeds"]) == (2, [11, 12])
+    assert (details["upscale_steps"], details["upscale_strength"]) == (4, 0.3)
+    # the base makes the first share of the 4 steps, the refiner the rest; the x2 pass 30 %
+    assert passes["base"] > 0 and passes["refiner"] > 0
+    assert passes["base"] + passes["refiner"] == 4
+    assert passes["x2"] == 1
 
 
 def test_a_stop_mid_generation_ends_within_2_seconds(tmp_path: Path, model: Path) -> None:
@@ -168,7 +220,7 @@ def test_a_stop_mid_generation_ends_within_2_seconds(tmp_path: Path, model: Path
         filter=lambda record: "first step done" in record["message"],
     )
     stop = threading.Event()
-    run = daemon(tmp_path, env(model, SORA_DIFFUSERS_STEPS="100000"), stop)
+    run = daemon(tmp_path, env(model, SORA_DIFFUSERS_STEPS="5000"), stop)
     (run.folders.inbox / "prompt.txt").write_text("a very long generation\n")
     worker = threading.Thread(target=run.run)
     try:
@@ -219,45 +271,115 @@ def test_without_the_extra_the_install_command_is_said(tmp_path: Path) -> None:
     assert "pip install 'sora-watcher[local]'" in done.stderr
 
 
-def test_a_black_image_is_never_saved(tmp_path: Path, model: Path) -> None:
-    made = backend(tmp_path, env(model))
-    loaded = made.load()
-    made.close()
+def test_a_black_image_is_never_saved(tmp_path: Path, model: Path, spoiled: None) -> None:
+    """A drawn seed: tried again (with another seed); a job's seed: the input's fault at once,
+    with what to do."""
+    loaded = backend(tmp_path, env(model)).load()
     with torch.no_grad():  # the VAE overflowing, as SDXL's does in fp16
         loaded.base.vae.decoder.conv_out.bias.fill_(float("nan"))
     run = daemon(tmp_path, env(model))  # the same settings: the same, warm, spoiled model
-    (run.folders.inbox / "prompt.txt").write_text("a night sky\n")
+    (run.folders.inbox / "drawn.txt").write_text("a night sky\n")
+    (run.folders.inbox / "given.json").write_text('{"prompt": "a night sky", "seed": 5}')
     run.run()
     assert pngs(tmp_path) == []
-    assert (run.folders.failed / "prompt.txt").exists()
-    [report] = run.folders.failed.glob("*.error.txt")
-    assert BlackImage.__name__ in report.read_text()
+    drawn, given = report(run, "drawn.txt"), report(run, "given.json")
+    assert "BlackImage" in drawn and "tried again with a new seed" in drawn
+    assert "BlackImageForSeed" in given and "ask another seed" in given
+    assert "SORA_DIFFUSERS_VAE" in given
 
 
-def test_a_missing_folder_is_said_at_create(tmp_path: Path) -> None:
-    with pytest.raises(ModelMissing, match="no such folder"):
-        backend(tmp_path, env(tmp_path / "nothing"))
+def test_out_of_memory_is_tried_once_then_the_inputs_fault(
+    tmp_path: Path, model: Path, spoiled: None
+) -> None:
+    def out_of_memory(*args: Any) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    loaded = backend(tmp_path, env(model)).load()
+    loaded.base.unet.register_forward_pre_hook(out_of_memory)
+    run = daemon(tmp_path, env(model))
+    (run.folders.inbox / "big.txt").write_text("a huge cathedral\n")
+    run.run()
+    text = report(run, "big.txt")
+    assert "TooLargeForMemory" in text and "out of GPU memory twice" in text
 
 
-def test_the_new_keys_are_checked_and_refused_by_other_backends() -> None:
-    from sora_watcher.backends import instant
-    from sora_watcher.inputs import InputError, Rules, parse_prompts
+def test_out_of_memory_while_loading_pauses_the_queue(
+    tmp_path: Path, model: Path, said: list[str], spoiled: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def too_large(*args: Any, **kwargs: Any) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
 
-    ours = Rules(capabilities=sdxl.CAPABILITIES)
-    job = b'{"prompt": "a fox", "seed": 42, "steps": 20, "negative_prompt": "blur"}'
-    [prompt] = parse_prompts("job.json", job, ours)
-    assert (prompt.options.seed, prompt.options.steps) == (42, 20)
-    assert prompt.options.negative_prompt == "blur"
-    for bad, words in [
-        (b'{"prompt": "a", "seed": "x"}', "seed 'x' is not a whole number"),
-        (b'{"prompt": "a", "seed": -1}', "seed -1 is not between 0 and 4294967295"),
-        (b'{"prompt": "a", "steps": 500}', "steps 500 is not between 1 and 150"),
-        (b'{"prompt": "a", "negative_prompt": 3}', "negative_prompt 3 is not a text"),
-    ]:
-        with pytest.raises(InputError, match=words):
-            parse_prompts("job.json", bad, ours)
-    with pytest.raises(InputError, match=r"seed: this backend does not take it \(SORA_BACKEND\)"):
-        parse_prompts("job.json", job, Rules(capabilities=instant.CAPABILITIES))
-    rows = parse_prompts("rows.csv", b"prompt,seed,steps\na fox,7,12\na cat,x,\n", ours)
-    assert (rows[0].options.seed, rows[0].options.steps, rows[0].error) == (7, 12, None)
-    assert rows[1].error is not None and "seed 'x'" in rows[1].error  # that row fails alone
+    monkeypatch.setattr(sdxl_pipeline, "place", too_large)
+    run = daemon(tmp_path, env(model))
+    (run.folders.inbox / "prompt.txt").write_text("a fox\n")
+    run.run()
+    assert run.unfinished == 1 and not list(run.folders.failed.iterdir())  # no input blamed
+    assert any("queue paused: TooLargeToLoad" in line for line in said)
+    assert any("SORA_DIFFUSERS_OFFLOAD=true" in line for line in said)
+
+
+def test_a_broken_model_folder_pauses_the_queue_and_names_it(
+    tmp_path: Path, said: list[str]
+) -> None:
+    broken = tmp_path / "models" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "model_index.json").write_text("{ this is not json")
+    run = daemon(tmp_path, env(broken))
+    (run.folders.inbox / "prompt.txt").write_text("a fox\n")
+    run.run()
+    assert run.unfinished == 1 and not list(run.folders.failed.iterdir())
+    paused = [line for line in said if "queue paused: ModelMissing" in line]
+    assert paused and str(broken) in paused[0]
+
+
+def test_the_model_stays_warm_across_inputs_and_settings_that_need_no_load(
+    tmp_path: Path, model: Path, said: list[str]
+) -> None:
+    sdxl.forget()
+    run = daemon(tmp_path, env(model))
+    for name in ("one.txt", "two.txt"):
+        (run.folders.inbox / name).write_text("a fox\n")
+    run.run()
+    assert len(pngs(tmp_path)) == 2
+    assert len(loads(said)) == 1  # one load for both inputs
+    warm = backend(tmp_path, env(model)).load()
+    other = backend(tmp_path, env(model, SORA_DIFFUSERS_STEPS="3", SORA_DIFFUSERS_GUIDANCE="5"))
+    assert other.load() is warm and len(loads(said)) == 1  # steps and guidance: no new load
+    other.close()
+
+
+def test_status_says_whether_the_model_is_loaded(
+    tmp_path: Path, model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, environ = settings_for(tmp_path), env(model)
+
+    def line() -> str:
+        lines, healthy = sdxl.status(settings, environ, offline=True)
+        assert healthy
+        return lines[-1]
+
+    assert "the model is not loaded" in line()
+    lock = hold_lock(settings.processing / settings.worker_id / LOCK_FILE)  # a daemon running
+    try:
+        made = backend(tmp_path, environ)
+        made.load()
+        assert line().startswith("  loaded on cpu (fp32)") and str(model) in line()
+        made.close()
+        assert "the model is not loaded" in line()  # the daemon stopped
+        sdxl_state.remember(sdxl_state.state_file(settings), made.load())
+    finally:
+        os.close(lock)
+    assert line().startswith("  last loaded on cpu")  # left by a daemon that died
+    assert line().endswith("(the daemon is not running)")
+    monkeypatch.setitem(sys.modules, "compel", None)  # as if it were not installed
+    lines, healthy = sdxl.status(settings, environ, offline=True)
+    assert not healthy and "not installed: compel" in lines[-1]
+
+
+def test_sizes_follow_the_aspect_ratio_and_the_1_to_1_default() -> None:
+    assert sdxl.size_of(JobOptions(aspect_ratio="16:9"), None) == (1344, 768)
+    assert sdxl.size_of(JobOptions(aspect_ratio="16:9"), "512x512") == (1344, 768)
+    assert sdxl.size_of(JobOptions(), "512x512") == (512, 512)
+    assert sdxl.size_of(JobOptions(), None) == (1024, 1024)
+    assert sdxl.size_of(JobOptions(aspect_ratio="2:3", size="640x960"), "512x512") == (640, 960)
+    assert sdxl.upscaled(1344, 768) and not sdxl.upscaled(1536, 1536)

@@ -90,6 +90,13 @@ class Capabilities:
             return f"{unsupported}: this backend does not take it (SORA_BACKEND)"
         if options.steps is not None and not 1 <= options.steps <= self.max_steps:
             return f"steps {options.steps!r} is not between 1 and {self.max_steps}"
+        if options.seed is not None and options.seed + options.variants - 1 > MAX_SEED:
+            # image i of a batch gets seed + i: the last one's must stay a portable seed
+            most = MAX_SEED - options.variants + 1
+            return (
+                f"seed {options.seed} with {options.variants} variants: the last image's seed "
+                f"would pass {MAX_SEED}; give a seed of at most {most}"
+            )
         if options.size is not None:
             return self.size_problem(options.size, options.model)
         return None

@@ -6,14 +6,17 @@ without it, ``create`` says the install command and the daemon waits for it.
 
 The model is loaded once and kept warm, like the web backend's browser: at start-up (on a thread
 of its own, so that the daemon is READY at once) or at the first prompt, and kept across jobs and
-across a pause of the queue (a module-level cache, for the settings it was made from). One
-generation runs at a time: ``submit`` queues the prompt for the one worker thread and returns;
-``finished`` and ``collect`` are as for the Images API (``follows_tasks=False``: a generation in
-flight at a crash is made again at the next start). ``variants`` are the images of one batch.
+across a pause of the queue (``sdxl_state``: a module-level cache, for the settings loading
+depends on; ``status`` reads what it wrote of the model). One generation runs at a time:
+``submit`` queues the prompt for the one worker thread and returns; ``finished`` and
+``collect`` are as for the Images API (``follows_tasks=False``: a generation in flight at a
+crash is made again at the next start). ``variants`` are the images of one batch.
 
 Every image records its seed (given by the job, else drawn here): image ``i`` of a batch has
 ``seed + i``, and the same prompt, seed, model and settings give the same pixels on the same
-machine. A stop is heard between two denoising steps, through the pipeline's step callback.
+machine. A drawn seed leaves room for the batch (at most ``MAX_SEED - 3``), and a job's seed
+plus its variants must stay within ``MAX_SEED`` (checked with the input). A stop is heard
+between two denoising steps, through the pipeline's step callback.
 """
 
 from __future__ import annotations
@@ -28,11 +31,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from sora_watcher.atomic import write_atomically
+from sora_watcher.backends import sdxl_state
 from sora_watcher.backends.base import (
     MAX_SEED,
     SIZE,
@@ -42,7 +45,7 @@ from sora_watcher.backends.base import (
     JobOptions,
 )
 from sora_watcher.backends.sdxl_errors import (
-    BlackImage,
+    black_image,
     classify,
     extra_missing,
     is_out_of_memory,
@@ -54,6 +57,8 @@ from sora_watcher.config import Settings
 from sora_watcher.errors import GenerationError, Interrupted, Unreachable
 
 if TYPE_CHECKING:  # the extra: imported on the worker thread, once known to be there
+    import numpy as np
+
     from sora_watcher.backends.sdxl_pipeline import Batch, Loaded
 
 # The aspect ratios as the sizes SDXL was trained at (about a megapixel each).
@@ -61,8 +66,11 @@ SIZES = {"1:1": "1024x1024", "3:2": "1216x832", "2:3": "832x1216",
          "16:9": "1344x768", "9:16": "768x1344"}  # fmt: skip
 MAX_SIDE = 4096
 MAX_STEPS = 150
+MAX_VARIANTS = 4
+# The x2 pass's largest result: SDXL's sizes doubled (1344x768 -> 2688x1536) and no more. The
+# UNet's attention grows with the square of the pixels: a larger source would not fit any GPU.
+MAX_UPSCALED_PIXELS = 2048 * 2048
 SLICE_SECONDS = 0.5  # longest time between two looks at the stop flag while waiting
-STATE_FILE = "diffusers.{worker}.json"  # in logs/: what `status` says of the loaded model
 
 
 def check_size(size: str, model: str | None) -> str | None:
@@ -78,13 +86,15 @@ def check_size(size: str, model: str | None) -> str | None:
 
 CAPABILITIES = Capabilities(
     aspect_ratios=tuple(SIZES),
-    variants=(1, 2, 3, 4),
+    variants=tuple(range(1, MAX_VARIANTS + 1)),
     check_size=check_size,
     seeds=True,
     negative_prompts=True,
     max_steps=MAX_STEPS,
     follows_tasks=False,
-    busy_seconds=900.0,  # a load, then minutes per image on a slow GPU (or a CPU)
+    # Minutes per image on a slow GPU (or a CPU). A load (a download) runs on the worker
+    # thread while the loop goes on: see sdxl_pipeline.from_pretrained.
+    busy_seconds=900.0,
 )
 
 
@@ -93,34 +103,31 @@ def capabilities(settings: Settings, environ: Mapping[str, str]) -> Capabilities
 
 
 def size_of(options: JobOptions, default: str | None) -> tuple[int, int]:
-    """The job's size, else SORA_DIFFUSERS_SIZE, else SDXL's for the aspect ratio."""
-    match = SIZE.fullmatch(options.size or default or SIZES[options.aspect_ratio])
+    """The job's size; else, for 1:1, SORA_DIFFUSERS_SIZE; else SDXL's for the aspect ratio.
+
+    A job that names no aspect ratio gets "1:1" (``JobOptions``' default): the two look the
+    same, so SORA_DIFFUSERS_SIZE stands for both, and a job asking for 16:9 gets 16:9."""
+    chosen = default if options.aspect_ratio == "1:1" else None
+    match = SIZE.fullmatch(options.size or chosen or SIZES[options.aspect_ratio])
     assert match is not None
     return int(match["width"]), int(match["height"])
 
 
-# -- the warm model, kept across backends (a pause closes the backend, not the model) -----------
-
-_kept: Loaded | None = None
-_gpu = threading.Lock()  # one generation (or load) at a time on one device
-
-
-def warm(config: DiffusersSettings, home: Path) -> Loaded:
-    """The loaded pipelines for ``config``, loaded now if they are not (with ``_gpu`` held)."""
-    global _kept
-    from sora_watcher.backends import sdxl_pipeline
-
-    if _kept is None or (_kept.config, _kept.home) != (config, home):
-        _kept = None  # the old one's memory goes before the new one comes
-        _kept = sdxl_pipeline.load(config, home)
-    return _kept
+def upscaled(width: int, height: int) -> bool:
+    """Whether the x2 pass may run on an image of this size (see ``MAX_UPSCALED_PIXELS``)."""
+    return 4 * width * height <= MAX_UPSCALED_PIXELS and 2 * max(width, height) <= MAX_SIDE
 
 
-def forget() -> None:
-    """Drop the warm model (tests, benchmarks of a cold load)."""
-    global _kept
-    with _gpu:
-        _kept = None
+def display_name(name: str | None, home: Path) -> str | None:
+    """A model as the PNG's parameters line names it: a folder by its name, an id as it is."""
+    from sora_watcher.backends.sdxl_pipeline import local_folder
+
+    if name is None or local_folder(name, home) is None:
+        return name
+    return Path(name).name
+
+
+forget = sdxl_state.forget  # drop the warm model (tests, benchmarks of a cold load)
 
 
 # -- the backend ----------------------------------------------------------------------------
@@ -144,9 +151,10 @@ class DiffusersBackend:
     ) -> None:
         self.config = config
         self.home = settings.home
-        self.state_file = settings.logs / STATE_FILE.format(worker=settings.worker_id)
+        self.state_file = sdxl_state.state_file(settings)
         self.stop = stop
         self.closed = threading.Event()
+        self.state_lock = threading.Lock()  # the state file: the worker writes, close removes
         self.calls: dict[str, Call] = {}
         self.changed = threading.Condition()
         self.counter = itertools.count(1)
@@ -156,7 +164,9 @@ class DiffusersBackend:
         self.worker.start()
 
     def submit(self, prompt: str, options: JobOptions) -> str:
-        seed = options.seed if options.seed is not None else random.randint(0, MAX_SEED)
+        # A drawn seed leaves room for a batch's seed + i.
+        drawn = random.randint(0, MAX_SEED - (MAX_VARIANTS - 1))
+        seed = options.seed if options.seed is not None else drawn
         task_id = f"sdxl_{next(self.counter):06d}"
         with self.changed:
             self.calls[task_id] = Call(prompt, options, seed)
@@ -188,19 +198,22 @@ class DiffusersBackend:
         return None  # nothing outlives the process: the prompt is made again
 
     def close(self) -> None:
-        """Ends the generation under way at its next step; the model stays warm."""
-        self.closed.set()
+        """Ends the generation under way at its next step; the model stays warm (a new
+        backend, after a pause, says so again), ``status`` no longer says it is in use."""
+        with self.state_lock:
+            self.closed.set()
+            sdxl_state.forget_state(self.state_file)
         self.waiting.put(None)
 
     def load(self) -> Loaded:
-        with _gpu:
+        with sdxl_state.gpu:
             return self._warm()
 
-    def _warm(self) -> Loaded:  # with _gpu held
-        was = _kept
-        loaded = warm(self.config, self.home)
-        if loaded is not was:  # loaded now: what `status` says of it changes
-            self._remember(loaded)
+    def _warm(self) -> Loaded:  # with the gpu lock held
+        loaded, fresh = sdxl_state.warm(self.config, self.home)
+        with self.state_lock:  # never written again once closed
+            if not self.closed.is_set() and (fresh or not self.state_file.exists()):
+                sdxl_state.remember(self.state_file, loaded)
         return loaded
 
     def _over(self, task_id: str) -> bool:  # with self.changed held
@@ -209,8 +222,8 @@ class DiffusersBackend:
 
     def _work(self) -> None:
         """The one worker thread: the model loaded (at start, if so set), then each call."""
-        if self.config.load_at_start:
-            self._guarded(self._load_now)
+        if self.config.load_at_start or sdxl_state.kept(self.config, self.home) is not None:
+            self._guarded(self._load_now)  # warm already (after a pause): `status` says so
         while not self.closed.is_set():
             task_id = self.waiting.get()
             if task_id is None or self.closed.is_set():
@@ -260,37 +273,48 @@ class DiffusersBackend:
         key = json.dumps([call.prompt, str(call.options)])
         again = key in self.out_of_memory
         self.out_of_memory.add(key)
-        self._empty_cache()
+        sdxl_state.empty_cache()
         return out_of_memory(str(exc).splitlines()[0][:300], again)
 
     def _generate(self, task_id: str, call: Call) -> Generation:
         from sora_watcher.backends import sdxl_pipeline
 
-        batch = self.batch(call)
-        with _gpu:
+        batch = self.batch(task_id, call)
+        with sdxl_state.gpu:
             loaded = self._warm()
             started = time.monotonic()
             arrays = sdxl_pipeline.run(loaded, batch, self._step_watcher(task_id, batch.steps))
         seconds = round(time.monotonic() - started, 3)
-        images = [self._image(task_id, array, batch.seed + i) for i, array in enumerate(arrays)]
+        given = call.options.seed is not None
+        images = [
+            self._image(task_id, array, batch.seed + i, given) for i, array in enumerate(arrays)
+        ]
         details = self.details(loaded, batch)
         return Generation(task_id, images, timings={"generate_s": seconds}, details=details)
 
-    def batch(self, call: Call) -> Batch:
+    def batch(self, task_id: str, call: Call) -> Batch:
         from sora_watcher.backends.sdxl_pipeline import Batch
 
-        width, height = size_of(call.options, self.config.size)
-        options = call.options
-        steps = options.steps or self.config.steps
+        config, options = self.config, call.options
+        width, height = size_of(options, config.size)
+        strength = config.upscale_strength if config.upscale == "x2" else None
+        if strength is not None and not upscaled(width, height):
+            logger.warning(
+                "{}: no x2 pass for {}x{}: the result would pass {} pixels",
+                task_id, width, height, MAX_UPSCALED_PIXELS,
+            )  # fmt: skip
+            strength = None
         return Batch(
-            call.prompt, options.negative_prompt, width, height, options.variants, call.seed, steps
-        )
+            call.prompt, options.negative_prompt, width, height, options.variants, call.seed,
+            options.steps or config.steps, config.guidance, config.refiner_switch, strength,
+        )  # fmt: skip
 
-    def _step_watcher(self, task_id: str, steps: int) -> Callable[[], None]:
-        """Called after each denoising step: a stop (or close) ends the generation there."""
+    def _step_watcher(self, task_id: str, steps: int) -> Callable[[str], None]:
+        """Called after each denoising step of each pass: a stop (or close) ends the
+        generation there."""
         counter = itertools.count(1)
 
-        def on_step() -> None:
+        def on_step(name: str) -> None:
             step = next(counter)
             if step == 1:
                 logger.debug("{}: first step done ({} asked)", task_id, steps)
@@ -299,16 +323,13 @@ class DiffusersBackend:
 
         return on_step
 
-    def _image(self, task_id: str, array: Any, seed: int) -> ImageFile:
+    def _image(self, task_id: str, array: np.ndarray, seed: int, given: bool) -> ImageFile:
         from PIL import Image
 
         from sora_watcher.backends.sdxl_pipeline import is_black
 
         if is_black(array):
-            raise BlackImage(
-                f"seed {seed}: the image came out black (NaN in the VAE): not saved; set "
-                "SORA_DIFFUSERS_DTYPE=fp32 or SORA_DIFFUSERS_VAE to an fp16-fixed VAE"
-            )
+            raise black_image(seed, given)
         pixels = (array.clip(0, 1) * 255).round().astype("uint8")
         out = io.BytesIO()
         Image.fromarray(pixels).save(out, format="PNG")
@@ -318,17 +339,23 @@ class DiffusersBackend:
         )
 
     def details(self, loaded: Loaded, batch: Batch) -> dict[str, object]:
-        config = self.config
+        """The sidecar's (and the PNG's parameters line's) settings: the model by its name
+        (its folder in ``model_path``), A1111's names for the sampler and the x2 pass."""
+        config, upscale = self.config, batch.upscale_strength is not None
         details: dict[str, object] = {
-            "model": config.model,
+            "model": display_name(config.model, self.home),
+            "model_path": config.model,
             "steps": batch.steps,
-            "sampler": config.sampler,
+            "sampler": loaded.sampler,
             "scheduler": config.scheduler,
-            "guidance": config.guidance,
+            "guidance": batch.guidance,
             "negative_prompt": batch.negative,
-            "refiner": config.refiner,
-            "refiner_switch": config.refiner_switch if config.refiner else None,
-            "upscale": 2 if config.upscale == "x2" else None,
+            "refiner": display_name(config.refiner, self.home),
+            "refiner_path": config.refiner,
+            "refiner_switch": batch.refiner_switch if config.refiner else None,
+            "upscale": 2 if upscale else None,
+            "upscale_steps": batch.steps if upscale else None,
+            "upscale_strength": batch.upscale_strength,
             "device": loaded.device,
             "dtype": loaded.dtype,
         }
@@ -338,33 +365,6 @@ class DiffusersBackend:
         else:
             details["seeds"] = [batch.seed + i for i in range(batch.count)]
         return details
-
-    def _remember(self, loaded: Loaded) -> None:
-        """What `status` says of the model, written when it is loaded."""
-        from sora_watcher.backends.sdxl_pipeline import memory_mb
-
-        state = {
-            "model": loaded.config.model,
-            "refiner": loaded.config.refiner,
-            "device": loaded.device,
-            "dtype": loaded.dtype,
-            "load_s": loaded.seconds,
-            "loaded_at": loaded.loaded_at,
-            "weights_mb": loaded.weights_mb(),
-            "device_memory_mb": memory_mb(loaded.device),
-        }
-        try:
-            self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(self.state_file, json.dumps(state, indent=1).encode())
-        except OSError as exc:  # only `status` reads it
-            logger.debug("diffusers: cannot write {}: {}", self.state_file, exc)
-
-    @staticmethod
-    def _empty_cache() -> None:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
 
 def create(
@@ -392,19 +392,7 @@ def status(settings: Settings, environ: Mapping[str, str], offline: bool) -> tup
     if missing:
         lines.append(f"  not installed: {', '.join(missing)}: {extra_missing(missing).detail}")
         return lines, False
-    state_file = settings.logs / STATE_FILE.format(worker=settings.worker_id)
-    try:
-        state = json.loads(state_file.read_text("utf-8"))
-    except (OSError, ValueError):
-        return [*lines, f"  device {config.device}; the model is not loaded yet"], True
-    memory = state.get("device_memory_mb")
-    held = f", {memory} MB on the device" if memory is not None else ""
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(state.get("loaded_at", 0)))
-    lines.append(
-        f"  loaded on {state['device']} ({state['dtype']}) at {when} in {state['load_s']}s: "
-        f"{state['model']}, weights {state['weights_mb']} MB{held}"
-    )
-    return lines, True
+    return [*lines, sdxl_state.state_line(settings, config.device)], True
 
 
 def login(settings: Settings) -> int:

@@ -3,9 +3,13 @@
 - the extra not installed (no ``torch``/``diffusers``): nothing can start; the daemon waits for
   the packages (``once`` stops) and says the install command;
 - a model folder missing or broken: the queue stops, naming it, until the folder changes;
-- out of GPU memory: tried again once, with a hint (offload, a smaller size); the same prompt
-  out of memory again is that input's fault;
-- a NaN or black image (the SDXL VAE overflows in fp16): never saved, tried again;
+- out of GPU memory while loading the model: the queue stops (no prompt is to blame), with
+  the offload hint;
+- out of GPU memory during a generation: tried again once, with a hint (offload, a smaller
+  size); the same prompt out of memory again is that input's fault;
+- a NaN or black image (the SDXL VAE overflows in fp16): never saved; tried again with a new
+  seed when the seed was drawn, the input's fault when the job gave it (the same seed gives
+  the same NaN);
 - anything else the libraries raise: by the table ``RULES``, else tried again later.
 
 This module imports neither ``torch`` nor ``diffusers``: it reads exceptions by their class
@@ -44,6 +48,11 @@ class ModelMissing(ModelUnavailable):
     """The model (or refiner, or VAE) folder is not there, or not a diffusers model."""
 
 
+class TooLargeToLoad(ModelUnavailable):
+    """The GPU ran out of memory while loading the model: every prompt would fail the same
+    way, so the queue stops rather than blaming them one by one."""
+
+
 class OutOfMemory(TransientError):
     """The GPU ran out of memory: the first time for a prompt, worth another try."""
 
@@ -53,7 +62,22 @@ class TooLargeForMemory(PermanentError):
 
 
 class BlackImage(TransientError):
-    """The image came out NaN or black (the VAE overflowed); it is not saved."""
+    """The image came out NaN or black (the VAE overflowed); it is not saved. Its seed was
+    drawn: the next try draws another."""
+
+
+class BlackImageForSeed(PermanentError):
+    """The same, with a seed the job gave: the same seed would give the same NaN again."""
+
+
+VAE_HINT = (
+    "set SORA_DIFFUSERS_VAE to an fp16-fixed VAE (madebyollin/sdxl-vae-fp16-fix) or "
+    "SORA_DIFFUSERS_DTYPE=fp32"
+)
+OFFLOAD_HINT = (
+    "set SORA_DIFFUSERS_OFFLOAD=true (model CPU offload: SDXL then fits in 8 GB), or free the "
+    "GPU's memory (another program may hold it)"
+)
 
 
 def missing_packages() -> list[str]:
@@ -99,6 +123,21 @@ def model_missing(what: str, name: str, path: Path | None, reason: str) -> Model
     seen = _look(path)
     resume = Resume(probe=lambda: _look(path) != seen, every=FOLDER_PROBE_SECONDS, hint=hint)
     return ModelMissing(f"{what} {path}: {reason}", resume)
+
+
+def black_image(seed: int, given: bool) -> GenerationError:
+    said = f"seed {seed}: the image came out black (NaN in the VAE): not saved"
+    if given:
+        again = "this seed gives it again: ask another seed"
+        return BlackImageForSeed(f"{said}; {again}, or {VAE_HINT}")
+    return BlackImage(f"{said}; tried again with a new seed (if it happens often: {VAE_HINT})")
+
+
+def too_large_to_load(name: str, detail: str) -> TooLargeToLoad:
+    """Out of memory while loading ``name``: the queue waits (SORA_PAUSE_SECONDS), then tries
+    the load again."""
+    hint = f"the model {name} does not fit in the GPU's memory: {OFFLOAD_HINT}"
+    return TooLargeToLoad(f"out of GPU memory while loading {name} ({detail})", Resume(hint=hint))
 
 
 def out_of_memory(detail: str, again: bool) -> GenerationError:

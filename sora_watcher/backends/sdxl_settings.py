@@ -101,7 +101,7 @@ OPTIONS: Table = (
     _option("refiner_switch", "SORA_DIFFUSERS_REFINER_SWITCH", "0.8", fraction(0.05, 0.95),
             "the share of the steps the base makes before the refiner takes over"),
     _option("size", "SORA_DIFFUSERS_SIZE", "", _size,
-            "WxH for prompts that give no size; empty: SDXL's size for their aspect ratio"),
+            "WxH for 1:1 prompts that give no size (other ratios: SDXL's sizes); empty: 1024x1024"),
     _option("steps", "SORA_DIFFUSERS_STEPS", "30", count(1),
             "denoising steps (a job may say \"steps\")"),
     _option("guidance", "SORA_DIFFUSERS_GUIDANCE", "7.0", fraction(0.0, 30.0),

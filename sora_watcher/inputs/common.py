@@ -135,8 +135,8 @@ def job_options(
     before anything is paid; an invalid value names the option and the values allowed."""
     aspect = fields.get("aspect_ratio") or "1:1"
     variants = fields.get("variants") or 1
-    if isinstance(variants, str) and variants.strip().isdigit():
-        variants = int(variants)
+    if isinstance(variants, str) and parse_int(variants) is not None:
+        variants = parse_int(variants)
     if not isinstance(variants, int) or isinstance(variants, bool):
         allowed = ", ".join(map(str, capabilities.variants))
         raise InputError(f"variants {variants!r} is not one of {allowed}")
@@ -156,12 +156,22 @@ def job_options(
     return options, folder
 
 
+INTEGER = re.compile(r"[+-]?[0-9]{1,20}")  # ASCII digits: str.isdigit() also takes "²"
+
+
+def parse_int(text: str) -> int | None:
+    """A CSV cell's whole number ("42", " -1 "), or None if it is not one."""
+    text = text.strip()
+    return int(text) if INTEGER.fullmatch(text) else None
+
+
 def whole_number(key: str, value: object, least: int, most: int) -> int | None:
-    """An option's whole number (or a CSV cell of digits) within its range; None if absent."""
+    """An option's whole number (or a CSV cell of digits) within its range; None if absent.
+    A negative one is said to be out of range, not "not a whole number"."""
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+    if isinstance(value, str) and parse_int(value) is not None:
+        value = parse_int(value)
     if not isinstance(value, int) or isinstance(value, bool):
         raise InputError(f"{key} {value!r} is not a whole number")
     if not least <= value <= most:

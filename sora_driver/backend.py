@@ -10,18 +10,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
+from urllib.parse import urlsplit
 
+from sora_driver.guarded import GuardedBackend
 from sora_driver.login import login as login_by_hand
-from sora_driver.session import SessionGuard, accepted, is_private
+from sora_driver.session import status_lines
 from sora_driver.settings import from_settings
 from sora_driver.sora_api import ASPECT_RATIOS
 from sora_driver.web import DriverConfig, SoraWebDriver
-from sora_watcher.backends.base import Capabilities, Generation, JobOptions
+from sora_watcher.backends.base import Capabilities
 from sora_watcher.config import Settings
-from sora_watcher.status import age
 
 CAPABILITIES = Capabilities(
     aspect_ratios=tuple(ASPECT_RATIOS),
@@ -39,31 +38,7 @@ def capabilities(settings: Settings, environ: Mapping[str, str]) -> Capabilities
     return dataclasses.replace(CAPABILITIES, busy_seconds=3 * web.page_timeout)
 
 
-class SoraWebBackend:
-    """The driver, with a way back from its session errors (``SessionGuard``)."""
-
-    def __init__(self, driver: SoraWebDriver, session_file: Path) -> None:
-        self.driver = driver
-        self.session_file = session_file
-        self._guarded = SessionGuard(session_file, "Sora")
-
-    def open(self) -> None:
-        self._guarded(self.driver.open)
-
-    def submit(self, prompt: str, options: JobOptions) -> str:
-        return self._guarded(lambda: self.driver.submit(prompt, options))
-
-    def finished(self, task_ids: list[str], wait: float) -> list[str]:
-        return self._guarded(lambda: self.driver.finished(task_ids, wait))
-
-    def collect(self, task_id: str, options: JobOptions) -> Generation:
-        return self._guarded(lambda: self.driver.collect(task_id, options))
-
-    def find_task(self, prompt: str, since: float) -> str | None:
-        return self._guarded(lambda: self.driver.find_task(prompt, since))
-
-    def close(self) -> None:
-        self.driver.close()
+SoraWebBackend = GuardedBackend  # the name the registry and the tests know
 
 
 def create(
@@ -85,13 +60,7 @@ def create(
         ),
         stop,
     )
-    backend = SoraWebBackend(driver, web.session_file)
-    try:
-        backend.open()
-    except BaseException:
-        driver.close()
-        raise
-    return backend
+    return GuardedBackend(driver, web.session_file, "Sora").opened()
 
 
 def login(settings: Settings) -> int:
@@ -102,14 +71,6 @@ def login(settings: Settings) -> int:
 def status(settings: Settings, environ: Mapping[str, str], offline: bool) -> tuple[list[str], bool]:
     """The saved session: there, private, and (unless ``offline``) accepted by the site."""
     web = from_settings(settings, environ)
-    session = web.session_file
-    lines = [f"backend: web, {web.base_url}"]
-    if not session.is_file():
-        return [*lines, f"session: {session} is missing: run `sora-watcher login`"], False
-    private = "" if is_private(session) else " (readable by others: chmod 600 it)"
-    saved = age(time.time() - session.stat().st_mtime)
-    lines.append(f"session: {session}, saved {saved} ago{private}")
-    if offline:
-        return lines, True
-    ok, words = accepted(session, web.base_url, web.page_timeout)
-    return [*lines, f"  {words}"], ok
+    site = urlsplit(web.base_url).netloc or web.base_url
+    lines, ok = status_lines(web.session_file, web.base_url, site, web.page_timeout, offline)
+    return [f"backend: web, {web.base_url}", *lines], ok

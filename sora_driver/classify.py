@@ -1,4 +1,8 @@
-"""Turning what Sora answers into named errors, with the site's own words as the detail."""
+"""Turning what the site answers into named errors, with the site's own words as the detail.
+
+Shared by every web backend: a backend with its own codes (ChatGPT's suspended account)
+sorts those first, then leaves the rest to ``api_error``.
+"""
 
 from __future__ import annotations
 
@@ -29,15 +33,23 @@ MIN_RESET_SECONDS = 5.0  # "resets in 0 s" must not become a tight relaunch loop
 TRANSIENT_STATUSES = {408, 409, 425}  # timeout, conflict, too early: worth another try
 
 
-def _error_body(text: str) -> dict[str, Any]:
+def error_fields(text: str) -> dict[str, Any]:
+    """An error answer's fields, flat: Sora nests them in ``error``, ChatGPT in ``detail``
+    (``{"detail": {"code": ...}}``, or only words: ``{"detail": "Too many requests"}``)."""
     try:
         body = json.loads(text)
     except ValueError:
         return {}
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        return {**body, **error}
-    return body if isinstance(body, dict) else {}
+    if not isinstance(body, dict):
+        return {}
+    fields = dict(body)
+    for key in ("error", "detail"):
+        inner = body.get(key)
+        if isinstance(inner, dict):
+            fields.update(inner)
+        elif key == "detail" and isinstance(inner, str):
+            fields.setdefault("message", inner)
+    return fields
 
 
 def blocked_by(text: str, where: str) -> GenerationError | None:
@@ -53,7 +65,7 @@ def blocked_by(text: str, where: str) -> GenerationError | None:
 
 def api_error(status: int, text: str, where: str) -> GenerationError:
     """The error for a non-2xx answer of a ``/backend`` call."""
-    error = _error_body(text)
+    error = error_fields(text)
     code = str(error.get("code") or "")
     kind = str(error.get("type") or "")
     message = str(error.get("message") or text[:200]).strip()

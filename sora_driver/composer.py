@@ -31,7 +31,6 @@ BUTTON_WAIT_MS = 3000  # the composer is there: the rest of the form is, or is n
 KNOWN_ELEMENT_MS = 1000
 CLICK_TIMEOUT_MS = 10000
 RESEND_GRACE_SECONDS = 2.0
-MAX_POPUPS = 3
 
 
 class Composer:
@@ -58,7 +57,7 @@ class Composer:
     def submit(self, page: Page, prompt: str, options: JobOptions) -> str:
         """Send one prompt from the page; the task id the site gave it."""
         self._on(page)
-        self._dismiss_popups(page)
+        self.profile.dismiss_popups(page, CLICK_TIMEOUT_MS)
         page_timeout_ms = self.page_timeout * 1000
         composer = self._found.get("composer") or self._find(page, "composer", page_timeout_ms)
         self._choose_options(page, options)
@@ -88,14 +87,6 @@ class Composer:
         remember options we set there: they are set again."""
         if page is not self._page:
             self._page, self._found, self._options = page, {}, None
-
-    def _dismiss_popups(self, page: Page) -> None:
-        for _ in range(MAX_POPUPS):
-            close = self.profile.visible_now(page, "popup_close")
-            if close is None:
-                return
-            logger.info("dismissing a pop-up over the composer")
-            close.click(timeout=CLICK_TIMEOUT_MS)
 
     def _find(self, page: Page, element: str, timeout_ms: float) -> Locator:
         found = self.profile.find(page, element, timeout_ms)
@@ -140,7 +131,7 @@ class Composer:
                     raise
                 # Something covers it (a pop-up that came late), or the page changed since
                 # it was found: clear the way, look for it again and try once more.
-                self._dismiss_popups(page)
+                self.profile.dismiss_popups(page, CLICK_TIMEOUT_MS)
                 del self._found["create_button"]
 
     def _create_button(self, page: Page) -> Locator | None:

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
 from playwright.sync_api import Locator, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -148,3 +149,13 @@ class Profile:
     def visible_now(self, page: Page, element: str) -> Locator | None:
         """A visible match right now, or None (an element the profile lacks is never there)."""
         return visible_now(page, self.candidates.get(element, []))
+
+    def dismiss_popups(self, page: Page, click_timeout_ms: float, most: int = 3) -> None:
+        """Close what covers the page (``popup_close``), ``most`` at the most: a pop-up that
+        comes back each time must not hold the step forever."""
+        for _ in range(most):
+            close = self.visible_now(page, "popup_close")
+            if close is None:
+                return
+            logger.info("dismissing a pop-up over the composer")
+            close.click(timeout=click_timeout_ms)

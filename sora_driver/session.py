@@ -12,6 +12,7 @@ Shared by every web backend: it knows nothing of any site but that endpoint.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from playwright.sync_api import Error as PlaywrightError
 from sora_driver.errors import SESSION_MISSING_MESSAGE, PageError, SessionExpired, SessionMissing
 from sora_watcher.atomic import fingerprint
 from sora_watcher.errors import Fingerprint, QueueStopError, Resume
+from sora_watcher.status import age
 
 SESSION_PATH = "/api/auth/session"
 T = TypeVar("T")
@@ -128,6 +130,23 @@ def accepted(session_file: Path, base_url: str, timeout: float) -> tuple[bool, s
     if answer.valid:
         return True, f"accepted by {base_url} (expires {answer.expires})"
     return False, f"refused by {base_url} (answer {answer.text.strip()[:30]!r}): log in again"
+
+
+def status_lines(
+    session: Path, base_url: str, site: str, timeout: float, offline: bool
+) -> tuple[list[str], bool]:
+    """What ``sora-watcher status`` says of a saved session: there, private, and (unless
+    ``offline``) accepted by the site; and whether it is good."""
+    if not session.is_file():
+        missing = f"session: {session} is missing: run `sora-watcher login` and log in to {site}"
+        return [missing], False
+    private = "" if is_private(session) else " (readable by others: chmod 600 it)"
+    saved = age(time.time() - session.stat().st_mtime)
+    lines = [f"session: {session}, saved {saved} ago{private}"]
+    if offline:
+        return lines, True
+    ok, words = accepted(session, base_url, timeout)
+    return [*lines, f"  {words}"], ok
 
 
 class SessionGuard:

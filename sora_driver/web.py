@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from loguru import logger
-from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page
 
 from sora_driver.browser import (
@@ -27,7 +26,7 @@ from sora_driver.browser import (
     release_freed_memory,
 )
 from sora_driver.composer import SORA_PROFILE, Composer
-from sora_driver.diagnostics import Diagnostics, said
+from sora_driver.diagnostics import Diagnostics
 from sora_driver.downloads import Downloads
 from sora_driver.errors import PageError
 from sora_driver.locate import Profile
@@ -36,7 +35,6 @@ from sora_driver.site_page import SLICE_SECONDS, SitePage
 from sora_driver.sora_api import SoraApi, finished_task_error
 from sora_driver.tracker import TaskTracker
 from sora_watcher.backends.base import Generation, JobOptions
-from sora_watcher.errors import GenerationError, Interrupted
 
 __all__ = ["DriverConfig", "SoraWebDriver"]
 
@@ -209,20 +207,4 @@ class SoraWebDriver:
             self.site.wait_for_network(min(SLICE_SECONDS, until - now, next_poll - now))
 
     def _guarded(self, label: str, step: Callable[[], T]) -> T:
-        """Run a step; on failure keep a capture of the page and start the next one afresh."""
-        try:
-            return step()
-        except Interrupted:
-            self.site.forget()
-            raise
-        except PlaywrightError as exc:
-            error: GenerationError = PageError(f"browser: {said(exc)}")
-        except GenerationError as exc:
-            error = exc
-        if isinstance(error, PageError):
-            # Ctrl-C in a terminal reaches Chromium too: a browser that died because we are
-            # stopping is an interruption, not a failure to retry.
-            self.site.check_stop()
-        self.diagnostics.capture(self.site.page, label, error)
-        self.site.forget()  # a new page next time; the tasks' deadlines go on
-        raise error
+        return self.diagnostics.run(self.site, label, step)

@@ -15,6 +15,10 @@ import pytest
 from PIL import Image
 
 from chatgpt_standin import StandIn
+from sora_driver.chatgpt.driver import ChatGptDriver
+from sora_driver.chatgpt.settings import read_settings
+from sora_driver.chatgpt.wording import FIRMLY
+from sora_watcher.backends.base import JobOptions
 from standin_kit import process
 from tests.conftest import TEST_SETTINGS, Daemon, drop
 
@@ -189,3 +193,26 @@ def test_page_variants_and_a_renamed_composer_fixed_by_a_profile(
     fixed = start(home, site, daemons, "once", SORA_CHATGPT_SELECTORS=str(profile))
     assert fixed.wait(timeout=90) == 0, "\n".join(fixed.output)
     assert len(list((home / "images").glob("*.png"))) == 2
+
+
+def test_an_answer_in_text_is_asked_again_firmly_and_the_image_comes(
+    home: Path, site: StandIn
+) -> None:
+    """The driver in this process, its text-only grace lowered (30 s on the real site)."""
+    environ = {"SORA_SESSION_FILE": "session.json", "SORA_MIN_INTERVAL": "0.5"}
+    chat = read_settings({}, {**environ, "SORA_CHATGPT_URL": site.base_url}, home, debug=False)
+    driver = ChatGptDriver(chat, timeout=60, stop=threading.Event(), text_only_grace=0.5)
+    prompt = "A heron in the reeds, text first"
+    try:
+        driver.open()
+        site.scenario("text_only")
+        conversation = driver.submit(prompt, JobOptions())
+        generation = driver.collect(conversation, JobOptions())
+    finally:
+        driver.close()
+    assert [(i.width, i.height) for i in generation.images] == [(1024, 1024)]
+    first, firm = sends_of(site, prompt)
+    assert str(firm["prompt"]).startswith(FIRMLY) and firm["conversation_id"] == conversation
+    assert float(str(firm["at"])) - float(str(first["at"])) >= 0.45  # the interval holds
+    # the interval survives a restart: the last send's time is beside the session
+    assert (home / "session.json.last-send").is_file()

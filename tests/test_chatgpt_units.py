@@ -1,10 +1,13 @@
-"""The chatgpt-web backend's pure parts: the site's words classified, reset times read,
-conversations parsed, the interval between sends, its settings."""
+"""The chatgpt-web backend's parts without a browser: the site's words classified, reset
+times read, conversations parsed, the state machine that follows a conversation (with a fake
+site that records what is sent), the interval between sends, its settings."""
 
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,10 +28,11 @@ from sora_driver.chatgpt.classify import (
     outcome_error,
     reset_time,
 )
-from sora_driver.chatgpt.conversation import last_exchange, listed
-from sora_driver.chatgpt.driver import FIRMLY, is_request_for, request_text
-from sora_driver.chatgpt.pacing import Pacer
+from sora_driver.chatgpt.conversation import Exchange, last_exchange, listed
+from sora_driver.chatgpt.following import Follower
+from sora_driver.chatgpt.pacing import Pacer, last_send_file
 from sora_driver.chatgpt.settings import read_settings
+from sora_driver.chatgpt.wording import FIRMLY, firmer, is_request_for, request_text
 from sora_driver.errors import CloudflareChallenge, SessionExpired
 from sora_watcher.backends.base import JobOptions
 from sora_watcher.errors import AccessDenied, ContentRejected, Interrupted, RateLimited
@@ -254,19 +258,34 @@ def test_the_request_asks_in_words_for_what_the_site_has_no_control_for() -> Non
     assert not is_request_for("Generate an image: a cat in a hat", PREFIX, "a cat")
 
 
-def test_the_interval_between_sends_is_waited_on_the_stop_event() -> None:
-    now = [100.0]
-    pacer = Pacer(clock=lambda: now[0])
-    stop = threading.Event()
-    pacer.wait_turn(60, stop)  # nothing sent yet: at once
+def test_the_interval_is_really_waited_and_a_stop_cuts_it_short() -> None:
+    pacer, stop = Pacer(None), threading.Event()
+    pacer.wait_turn(0.3, stop)  # nothing sent yet: at once
     pacer.sent()
-    assert pacer.due_in(60) == 60
-    now[0] += 45
-    assert pacer.due_in(60) == 15
-    stop.set()
+    started = time.monotonic()
+    pacer.wait_turn(0.3, stop)
+    assert time.monotonic() - started >= 0.25
+    pacer.sent()
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
     with pytest.raises(Interrupted):
-        pacer.wait_turn(60, stop)  # a stop ends the wait at once
-    assert Pacer().due_in(0) == 0
+        pacer.wait_turn(30, stop)  # a stop ends the wait at once
+    assert time.monotonic() - started < 10
+
+
+def test_the_interval_survives_a_restart(tmp_path: Path) -> None:
+    now = [1000.0]
+    noted = last_send_file(tmp_path / "session.json")
+    first = Pacer(noted, clock=lambda: now[0])
+    assert first.due_in(60) == 0
+    first.sent()
+    now[0] += 45
+    after_restart = Pacer(noted, clock=lambda: now[0])  # a new process: the same file
+    assert after_restart.due_in(60) == 15
+    now[0] -= 3600  # a clock set back never means waiting longer than the interval
+    assert after_restart.due_in(60) == 60
+    noted.write_text("garbage")
+    assert Pacer(noted).due_in(60) == 0
 
 
 def test_the_settings_reuse_the_web_sections_shared_options(tmp_path: Any) -> None:
@@ -275,3 +294,134 @@ def test_the_settings_reuse_the_web_sections_shared_options(tmp_path: Any) -> No
     )
     assert (chat.url, chat.prefix, chat.min_interval) == ("https://chatgpt.com", PREFIX, 0)
     assert chat.session_file == tmp_path / "s.json" and chat.headless
+
+
+# -- more of the site's words ---------------------------------------------------------------------
+
+
+def said_by_assistant(text: str, **extra: Any) -> Any:
+    return outcome(exchange_of(node("a1", "u1", "assistant", [text], **extra)), FIRMLY)
+
+
+def test_only_the_plans_limit_wording_pauses_the_queue() -> None:
+    assert isinstance(said_by_assistant("Here is a car that hit the speed limit."), TextOnly)
+    limited = said_by_assistant(
+        "You've hit the Free plan limit. Try again later.", create_time=SAID.timestamp()
+    )
+    assert isinstance(limited, Limited)
+    assert limited.reset_at == SAID.timestamp() + 3600  # no time stated: an hour, not a minute
+    error = limit_error(limited, SAID.timestamp())
+    assert (error.resume_after or 0) >= 3600
+
+
+def test_the_structured_limit_hint() -> None:
+    hint = {
+        "limits_progress": [
+            {"feature_name": "deep_research", "remaining": 0, "resets_after": 10},
+            {"feature_name": "image_gen", "remaining": 0, "resets_after": "2026-09-01T12:00:00Z"},
+        ]
+    }
+    limited = said_by_assistant("Sorry.", metadata=hint)
+    assert isinstance(limited, Limited)
+    assert limited.reset_at == datetime.fromisoformat("2026-09-01T12:00:00+00:00").timestamp()
+    plenty = {"limits_progress": [{"feature_name": "image_gen", "remaining": 12}]}
+    assert isinstance(said_by_assistant("A description", metadata=plenty), TextOnly)
+
+
+def test_cannot_make_images_directly_is_text_not_a_refusal() -> None:
+    words = "I can't generate images directly, but here's a description of the scene: ..."
+    assert said_by_assistant(words) == TextOnly(words, asked_firmly=False)
+    assert isinstance(said_by_assistant("I can't create that image."), Refused)
+
+
+def test_a_preview_marked_finished_is_not_the_image() -> None:
+    small = node(
+        "t1",
+        "u1",
+        "tool",
+        [image_part("file_prev", 256)],
+        content_type="multimodal_text",
+        metadata=IMAGE_GEN,
+    )
+    assert isinstance(outcome(exchange_of(small), FIRMLY), Pending)
+
+
+def test_a_bare_429_waits_like_a_limit() -> None:
+    error = http_error(429, '{"detail": "Too many requests"}', "POST /backend-api/f/conversation")
+    assert isinstance(error, RateLimited) and (error.resume_after or 0) >= 3600
+    assert "Too many requests" in error.detail
+
+
+# -- following a conversation (a fake site that records what is sent) ------------------------------
+
+
+class FakeSite:
+    """Answers each look with the next exchange (the last one again when none is left)."""
+
+    def __init__(self, *exchanges: Exchange, announced: bool = False) -> None:
+        self.exchanges = list(exchanges)
+        self.sends: list[str] = []
+        self.announced = announced
+
+    def exchange(self, conversation_id: str) -> Exchange:
+        return self.exchanges.pop(0) if len(self.exchanges) > 1 else self.exchanges[0]
+
+    def ask_again(self, conversation_id: str, text: str) -> None:
+        self.sends.append(text)
+
+    def image_announced(self, conversation_id: str) -> bool:
+        return self.announced
+
+
+def follower_of(site: FakeSite) -> Follower:
+    return Follower(site, timeout=60, stop=threading.Event(), text_only_grace=0)
+
+
+def looks(follower: Follower, count: int) -> None:
+    for _ in range(count):
+        follower.look("c1", follower.followed.get("c1") or follower.follow("c1"))
+
+
+FIRST = f"{PREFIX} a cat"
+TEXT = node("a1", "u1", "assistant", ["Here is a description of a cat"])
+FIRM = node("u2", "a1", "user", [firmer(FIRST)])
+STILL_TEXT = node("a2", "u2", "assistant", ["Still a description"])
+
+
+def test_a_text_answer_is_asked_again_firmly_once_then_no_image_is_given() -> None:
+    root: Any = ("root", {"id": "root", "parent": None, "children": [], "message": None})
+    firm_answered = last_exchange(conversation(root, ASK, TEXT, FIRM, STILL_TEXT), "c1")
+    site = FakeSite(exchange_of(TEXT), firm_answered)
+    follower = follower_of(site)
+    looks(follower, 3)
+    assert site.sends == [firmer(FIRST)]
+    followed = follower.followed["c1"]
+    assert followed.done and isinstance(outcome_error(followed.outcome, "c1"), NoImageGiven)
+
+
+def test_a_look_before_the_site_stored_our_new_request_does_not_ask_again() -> None:
+    root: Any = ("root", {"id": "root", "parent": None, "children": [], "message": None})
+    firm_pending = last_exchange(conversation(root, ASK, TEXT, FIRM), "c1")
+    # the site shows the old exchange three more times before our firmer request
+    site = FakeSite(*[exchange_of(TEXT)] * 4, firm_pending)
+    follower = follower_of(site)
+    looks(follower, 6)
+    assert site.sends == [firmer(FIRST)]
+    followed = follower.followed["c1"]
+    assert not followed.done and isinstance(followed.outcome, Pending)
+
+
+def test_a_limit_that_has_reset_is_asked_again_in_the_same_words() -> None:
+    past = time.time() - 60
+    limited = node("a1", "u1", "assistant", [LIMIT.format("in 3 seconds")], create_time=past)
+    site = FakeSite(exchange_of(limited))
+    follower = follower_of(site)
+    looks(follower, 3)  # the same limit still shown: asked once, then waited on
+    assert site.sends == [FIRST]
+
+
+def test_a_stream_that_announced_an_image_is_waited_on() -> None:
+    site = FakeSite(exchange_of(TEXT), announced=True)
+    follower = follower_of(site)
+    looks(follower, 3)
+    assert site.sends == [] and isinstance(follower.followed["c1"].outcome, Pending)

@@ -18,6 +18,7 @@ from PIL import Image
 
 from sora_driver.backend import CAPABILITIES as WEB
 from sora_driver.classify import api_error
+from sora_driver.diagnostics import Diagnostics
 from sora_driver.errors import CloudflareChallenge, PageError, SessionExpired
 from sora_driver.session import SessionAnswer
 from sora_driver.sora_api import Task, finished_task_error, submitted_id, tasks_in
@@ -577,3 +578,37 @@ def test_a_reset_time_of_zero_does_not_become_a_tight_loop() -> None:
     body = '{"error": {"type": "rate_limit_exhausted", "access_resets_in_seconds": 0}}'
     error = api_error(429, body, "/backend/video_gen")
     assert isinstance(error, RateLimited) and error.resume_after == 5
+
+
+class CapturedPage:
+    """What a capture reads of a page: its screenshot and its HTML (with its secrets)."""
+
+    def __init__(self, html: str) -> None:
+        self.html = html
+
+    def is_closed(self) -> bool:
+        return False
+
+    def screenshot(self, **_: object) -> bytes:
+        return b"\x89PNG fake"
+
+    def content(self) -> str:
+        return self.html
+
+
+def test_a_capture_keeps_no_token_and_only_its_owner_may_read_it(tmp_path: Path) -> None:
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlX2hlcmU"
+    html = (
+        f'<script>window.__session = {{"accessToken":"tok-{jwt[:12]}", "user": "ann"}};'
+        f'fetch(u, {{headers: {{Authorization: "Bearer abc.DEF_123-xyz"}}}});</script>'
+        f"<div data-jwt='{jwt}'>Hello</div>"
+    )
+    error = PageError("the composer is gone")
+    Diagnostics(tmp_path / "debug").capture(typing.cast(typing.Any, CapturedPage(html)), "p", error)
+    [saved_html] = (tmp_path / "debug").glob("*.html")
+    [shot] = (tmp_path / "debug").glob("*.png")
+    saved = saved_html.read_text(encoding="utf-8")
+    assert "eyJ" not in saved and "abc.DEF_123-xyz" not in saved and "tok-" not in saved
+    assert "Hello" in saved and '"user": "ann"' in saved
+    assert {saved_html.stat().st_mode & 0o777, shot.stat().st_mode & 0o777} == {0o600}
+    assert str(saved_html) in error.detail

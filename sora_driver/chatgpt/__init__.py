@@ -7,7 +7,9 @@ on the shared parts of ``sora_driver`` (browser, session, locate, diagnostics, l
 - ``settings``: its section of the configuration (light: no browser library);
 - ``conversation``: the site's conversation answers, read into typed values (pure);
 - ``classify``: what an exchange came to (an image, a limit, a refusal ...) and its error (pure);
-- ``pacing``: the interval between two sends, waited on the stop event;
+- ``wording``: what is sent in words, and how a request is recognised again;
+- ``pacing``: the interval between two sends, kept across restarts, waited on the stop event;
+- ``following``: what each look at a conversation decides (wait, ask again, done);
 - ``api``: the ``/backend-api`` calls, made inside the page with its own bearer token;
 - ``chat_page``: the page as a person uses it (a new conversation, the composer, send);
 - ``driver``: the order of the steps; ``backend``: what the daemon loads.

@@ -18,7 +18,7 @@ from playwright.sync_api import Page
 from sora_driver.chatgpt.classify import ImageWithdrawn, http_error
 from sora_driver.classify import blocked_by
 from sora_driver.diagnostics import short_url
-from sora_driver.errors import PageError, SessionExpired
+from sora_driver.errors import PageError
 from sora_driver.session import SESSION_PATH, SessionAnswer
 from sora_watcher.errors import DownloadFailed
 
@@ -110,14 +110,18 @@ class ChatApi:
         return base64.b64decode(data), url
 
     def _authorised(self, page: Page, url: str, binary: bool) -> tuple[int, str, str]:
-        for fresh in (self._token is None, True):
-            if self._token is None:
-                self._token = str(self.session(page).get("accessToken", ""))
-            status, text, data = self._fetch(page, url, self._token, binary)
-            if status != 401 or fresh:
-                return status, text, data
-            self._token = None  # expired: asked once more with a fresh one
-        raise SessionExpired("unreachable")  # (the loop always returns)
+        """With the bearer token; after a 401, once more with a fresh one (it expired)."""
+        fresh = self._token is None
+        if self._token is None:
+            self._token = self._new_token(page)
+        answer = self._fetch(page, url, self._token, binary)
+        if answer[0] == 401 and not fresh:
+            self._token = self._new_token(page)
+            answer = self._fetch(page, url, self._token, binary)
+        return answer
+
+    def _new_token(self, page: Page) -> str:
+        return str(self.session(page).get("accessToken", ""))
 
     def _fetch(
         self, page: Page, url: str, token: str | None, binary: bool = False

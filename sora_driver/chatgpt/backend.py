@@ -10,17 +10,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from sora_driver.chatgpt.driver import ChatGptDriver
-from sora_driver.chatgpt.settings import ChatGptSettings, from_settings
+from sora_driver.chatgpt.settings import from_settings
+from sora_driver.guarded import GuardedBackend
 from sora_driver.login import login as login_by_hand
-from sora_driver.session import SessionGuard, accepted, is_private
-from sora_watcher.backends.base import Capabilities, Generation, JobOptions
+from sora_driver.session import status_lines
+from sora_watcher.backends.base import Capabilities
 from sora_watcher.config import Settings
-from sora_watcher.status import age
 
 CAPABILITIES = Capabilities(
     # what the site makes (1024x1024, 1536x1024, 1024x1536), asked for in words
@@ -40,30 +39,7 @@ def capabilities(settings: Settings, environ: Mapping[str, str]) -> Capabilities
     return dataclasses.replace(CAPABILITIES, busy_seconds=busy)
 
 
-class ChatGptBackend:
-    """The driver, with a way back from its session errors (``SessionGuard``)."""
-
-    def __init__(self, driver: ChatGptDriver, chat: ChatGptSettings) -> None:
-        self.driver = driver
-        self._guarded = SessionGuard(chat.session_file, "ChatGPT")
-
-    def open(self) -> None:
-        self._guarded(self.driver.open)
-
-    def submit(self, prompt: str, options: JobOptions) -> str:
-        return self._guarded(lambda: self.driver.submit(prompt, options))
-
-    def finished(self, task_ids: list[str], wait: float) -> list[str]:
-        return self._guarded(lambda: self.driver.finished(task_ids, wait))
-
-    def collect(self, task_id: str, options: JobOptions) -> Generation:
-        return self._guarded(lambda: self.driver.collect(task_id, options))
-
-    def find_task(self, prompt: str, since: float) -> str | None:
-        return self._guarded(lambda: self.driver.find_task(prompt, since))
-
-    def close(self) -> None:
-        self.driver.close()
+ChatGptBackend = GuardedBackend  # the shared shape of a web backend
 
 
 def create(
@@ -71,13 +47,7 @@ def create(
 ) -> ChatGptBackend:
     chat = from_settings(settings, os.environ)  # fixed at start, like the core's settings
     driver = ChatGptDriver(chat, settings.timeout, stop, settings.debug)
-    backend = ChatGptBackend(driver, chat)
-    try:
-        backend.open()
-    except BaseException:
-        driver.close()
-        raise
-    return backend
+    return GuardedBackend(driver, chat.session_file, "ChatGPT").opened()
 
 
 def login(settings: Settings) -> int:
@@ -88,16 +58,7 @@ def login(settings: Settings) -> int:
 def status(settings: Settings, environ: Mapping[str, str], offline: bool) -> tuple[list[str], bool]:
     """The saved session: there, private, and (unless ``offline``) accepted by the site."""
     chat = from_settings(settings, environ)
-    session = chat.session_file
-    lines = [f"backend: chatgpt-web, {chat.url}, {chat.min_interval:g}s between two sends"]
-    if not session.is_file():
-        site = urlsplit(chat.url).netloc or chat.url
-        return [*lines, f"session: {session} is missing: log in to {site}, then run "
-                        "`sora-watcher login`"], False  # fmt: skip
-    private = "" if is_private(session) else " (readable by others: chmod 600 it)"
-    saved = age(time.time() - session.stat().st_mtime)
-    lines.append(f"session: {session}, saved {saved} ago{private}")
-    if offline:
-        return lines, True
-    ok, words = accepted(session, chat.url, chat.page_timeout)
-    return [*lines, f"  {words}"], ok
+    site = urlsplit(chat.url).netloc or chat.url
+    lines, ok = status_lines(chat.session_file, chat.url, site, chat.page_timeout, offline)
+    head = f"backend: chatgpt-web, {chat.url}, {chat.min_interval:g}s between two sends"
+    return [head, *lines], ok

@@ -3,7 +3,9 @@ image" tool when the page offers it, the text put into the composer, then Send.
 
 The page's own script sends the request, with the headers the site computes (its sentinel
 tokens): we never call the conversation endpoint ourselves. What it answered is noted from
-the page's traffic; the conversation id is in the page's address (``/c/<id>``) as soon as
+the page's traffic: its status (a 401 reloads the page once, as the page refreshes its own
+token on load), and once its stream is complete whether it announced an image
+(``image_announced``); the conversation id is in the page's address (``/c/<id>``) as soon as
 the answer's stream gives it.
 """
 
@@ -19,11 +21,11 @@ from urllib.parse import urlsplit
 
 from loguru import logger
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Locator, Page, Response
+from playwright.sync_api import Locator, Page, Request, Response
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from sora_driver.browser import WarmBrowser
-from sora_driver.chatgpt.classify import http_error
+from sora_driver.chatgpt.classify import IMAGE_MARKERS, http_error
 from sora_driver.chatgpt.pacing import Pacer
 from sora_driver.classify import blocked_by
 from sora_driver.diagnostics import Diagnostics, said, short_url
@@ -37,12 +39,14 @@ LOGIN_MARKERS = ("/auth/login", "/log-in", "auth.openai.com")
 SLICE_SECONDS = 0.25  # longest time between two looks at the stop flag
 BUTTON_WAIT_MS = 3000  # the composer is there: the rest of the form is, or is not
 CLICK_TIMEOUT_MS = 10000
-MAX_POPUPS = 3
+STREAM_MARKERS = re.compile(
+    "|".join([*IMAGE_MARKERS, r'"async_task_type"\s*:\s*"image_gen"'])
+)  # in an answer's stream: an image is coming, the stream ends before it exists
+KEPT_STREAMS = 8  # finished sends remembered (one is asked at a time)
 T = TypeVar("T")
 
 
-def is_send(response: Response) -> bool:
-    request = response.request
+def is_send(request: Request) -> bool:
     return request.method == "POST" and urlsplit(request.url).path.rstrip("/") in SEND_PATHS
 
 
@@ -68,6 +72,8 @@ class ChatPage:
         self.page_timeout = page_timeout
         self.page: Page | None = None
         self._sends: list[Response] = []  # the page's conversation POSTs, as answered
+        self._finished: list[Request] = []  # those whose stream is complete
+        self._answers: dict[str, Response] = {}  # conversation id -> its last send's answer
 
     # -- the page ---------------------------------------------------------------------------
 
@@ -81,6 +87,7 @@ class ChatPage:
         if self.page is None or self.page.is_closed():
             self.page = self.browser.context.new_page()
             self.page.on("response", self._on_response)
+            self.page.on("requestfinished", self._on_finished)
         page = self.page
         self.diagnostics.step(page, "open")
         try:
@@ -97,6 +104,8 @@ class ChatPage:
             with contextlib.suppress(PlaywrightError):
                 self.page.close()
         self.page = None
+        self._answers.clear()
+        self._finished.clear()
 
     def check_stop(self) -> None:
         if self.stop.is_set():
@@ -104,8 +113,24 @@ class ChatPage:
 
     def _on_response(self, response: Response) -> None:
         # On Playwright's dispatcher: only note it; its body is read on the driver's thread.
-        if is_send(response):
+        if is_send(response.request):
             self._sends.append(response)
+
+    def _on_finished(self, request: Request) -> None:
+        if is_send(request):
+            self._finished = [*self._finished[-KEPT_STREAMS + 1 :], request]
+
+    def image_announced(self, conversation_id: str) -> bool:
+        """Whether the last answer in this conversation, its stream complete, carried the
+        markers of an image to come (False while the stream goes on, or when unknown)."""
+        answer = self._answers.get(conversation_id)
+        if answer is None or not any(r is answer.request for r in self._finished):
+            return False
+        try:
+            body = answer.text()  # complete: read at once
+        except PlaywrightError:
+            return False
+        return STREAM_MARKERS.search(body) is not None
 
     def _check_state(self, page: Page) -> None:
         if any(marker in page.url for marker in LOGIN_MARKERS):
@@ -123,11 +148,29 @@ class ChatPage:
         """Send ``text`` in a new conversation (or in ``conversation_id``); the conversation
         id and whether the "Create image" tool was used. Waits its turn (``pacer``) just
         before sending."""
-        page = self.goto("/" if conversation_id is None else f"/c/{conversation_id}")
+        path = "/" if conversation_id is None else f"/c/{conversation_id}"
+        for last_try in (False, True):
+            page = self.goto(path)
+            tool, answer = self._send(page, text, pacer, interval, conversation_id is None)
+            if answer.status != 401 or last_try:
+                break
+            # The session cookie may still be good: the page fetches a new token as it loads.
+            logger.info("the site refused the page's token (HTTP 401); reloading the page once")
+        self._check_answer(answer)
+        asked = conversation_id or self._wait(
+            page, lambda: self._conversation_id(page), "no conversation id"
+        )
+        self._answers[asked] = answer
+        return asked, tool
+
+    def _send(
+        self, page: Page, text: str, pacer: Pacer, interval: float, new: bool
+    ) -> tuple[bool, Response]:
+        """Type and send; whether with the Create image tool, and the page's POST answer."""
         composer = self._composer(page)
-        self._dismiss_popups(page)
-        tool = conversation_id is None and self._choose_image_tool(page)
-        self._insert(page, composer, text)
+        self.profile.dismiss_popups(page, CLICK_TIMEOUT_MS)
+        tool = new and self._choose_image_tool(page)
+        tool = self._insert(page, composer, text, tool)
         self.diagnostics.step(page, "typed")
         button = self._send_button(page)
         pacer.wait_turn(interval, self.stop)
@@ -139,10 +182,8 @@ class ChatPage:
         else:
             button.click(timeout=CLICK_TIMEOUT_MS)
         self.diagnostics.step(page, "sent")
-        self._check_answer(page)
-        if conversation_id is not None:
-            return conversation_id, tool
-        return self._wait(page, lambda: self._conversation_id(page), "no conversation id"), tool
+        answer = self._wait(page, lambda: self._sends[-1] if self._sends else None, "no request")
+        return tool, answer
 
     def _composer(self, page: Page) -> Locator:
         """The composer; if there is none, why: logged out, blocked, or the page changed."""
@@ -155,14 +196,6 @@ class ChatPage:
                 ) from None
             self._check_state(page)
             raise
-
-    def _dismiss_popups(self, page: Page) -> None:
-        for _ in range(MAX_POPUPS):
-            close = self.profile.visible_now(page, "popup_close")
-            if close is None:
-                return
-            logger.info("dismissing a pop-up over the composer")
-            close.click(timeout=CLICK_TIMEOUT_MS)
 
     def _choose_image_tool(self, page: Page) -> bool:
         """The "+" menu's "Create image", when the page offers it (else the words ask)."""
@@ -179,9 +212,10 @@ class ChatPage:
             return False
         return True
 
-    def _insert(self, page: Page, composer: Locator, text: str) -> None:
+    def _insert(self, page: Page, composer: Locator, text: str, tool: bool) -> bool:
         """Insert the text as typing would (a ProseMirror editor ignores ``fill``), then read
-        the editor back: once more from empty if it did not take it."""
+        the editor back: once more from empty if it did not take it. Whether the "Create
+        image" pill is still there (clearing the editor may take it too: then words ask)."""
         for last_try in (False, True):
             composer.click(timeout=CLICK_TIMEOUT_MS)
             if last_try:
@@ -192,9 +226,15 @@ class ChatPage:
                 "e => e.tagName === 'TEXTAREA' ? e.value : e.innerText"
             )))  # fmt: skip
             if flat(text) in shown:
-                return
+                return tool and (not last_try or self._pill_kept(page))
             logger.debug("the composer shows {} characters, not the prompt; again", len(shown))
         raise PageError("the composer did not take the prompt (its text differs after typing)")
+
+    def _pill_kept(self, page: Page) -> bool:
+        if self.profile.visible_now(page, "image_pill") is not None:
+            return True
+        logger.warning("clearing the composer removed the Create image pill; asking in words")
+        return False
 
     def _send_button(self, page: Page) -> Locator | None:
         try:
@@ -203,9 +243,8 @@ class ChatPage:
             logger.warning("{}", exc.detail)
             return None
 
-    def _check_answer(self, page: Page) -> None:
+    def _check_answer(self, answer: Response) -> None:
         """The page's POST answered: an error status is what it says."""
-        answer = self._wait(page, lambda: self._sends[-1] if self._sends else None, "no request")
         if answer.ok:
             return
         try:

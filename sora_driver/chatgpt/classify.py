@@ -3,9 +3,11 @@
 Failures arrive mostly as assistant text, not as HTTP errors, so they are recognised by the
 site's words (kept as the error's detail)::
 
-    the plan's limit        RateLimited, resuming at the reset time its words state
+    the plan's limit        RateLimited, resuming at the reset its words (or its
+                            limits_progress hint) state; an hour if neither does
     a refusal               ContentRejected (the prompt's fault)
     text and no image       asked once more, more firmly; then NoImageGiven (the prompt's)
+    a preview said finished Pending: only a file of FULL_SIZE_SIDE px is the image
     "Image generation failed", finished_with_error   GenerationFailed (try again)
     an image withdrawn      ImageWithdrawn (the prompt's fault; nothing kept)
     HTTP 401 / 403 / 429    SessionExpired / AccessDenied or Cloudflare / RateLimited
@@ -13,26 +15,26 @@ site's words (kept as the error's detail)::
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sora_driver.chatgpt.conversation import Exchange, ImagePart
-from sora_driver.classify import blocked_by
-from sora_driver.errors import SessionExpired
+from sora_driver.chatgpt.conversation import Exchange, ImagePart, timestamp
+from sora_driver.classify import api_error, error_fields
+from sora_driver.errors import CloudflareChallenge, PhoneVerificationRequired
 from sora_watcher.errors import (
     AccessDenied,
     ContentRejected,
     GenerationError,
-    Overloaded,
     RateLimited,
-    TaskFailed,
     TransientError,
 )
 
-LIMIT = re.compile(r"\b(?:hit|reached)\b[^.]*\blimit\b|\blimit resets\b", re.IGNORECASE)
+# The plan's limit in its own words; not any "limit" ("I hit the speed limit" is a prompt).
+LIMIT = re.compile(
+    r"\bplan limit\b|\blimit for image generation|\bcreate more images when\b", re.IGNORECASE
+)
 RESET_IN = re.compile(r"\bresets?\s+in\s+(?P<delay>[^.]+)", re.IGNORECASE)
 RESET_AT = re.compile(
     r"\bresets?\s+(?P<tomorrow>tomorrow\s+)?at\s+(?P<hour>\d{1,2}):(?P<minute>\d{2})"
@@ -41,9 +43,12 @@ RESET_AT = re.compile(
 )
 DURATION = re.compile(r"(?P<n>\d+)\s*(?P<unit>day|hour|hr|minute|min|second|sec)s?\b", re.I)
 UNIT_SECONDS = {"day": 86400, "hour": 3600, "hr": 3600, "minute": 60, "min": 60}
+# "I can't generate images directly, but here's a description" is an answer in text (asked
+# again firmly), not a refusal: only a refusal of *this* request counts.
 REFUSALS = re.compile(
     r"can['’]t (?:assist|help) with|cannot (?:assist|help) with|unable to (?:assist|help)"
-    r"|violate our content polic|against our content polic|can['’]t (?:create|generate|make)",
+    r"|violate our content polic|against our content polic"
+    r"|can['’]t (?:create|generate|make) (?:that|this)\b",
     re.IGNORECASE,
 )
 REFUSED_TITLES = ("Request Denied",)
@@ -51,8 +56,12 @@ WITHDRAWN = re.compile(r"\b(?:removed|withdrawn)\b.*\bpolic", re.IGNORECASE)
 GENERATION_FAILED = re.compile(r"image generation failed", re.IGNORECASE)
 BUSY = re.compile(r"lots of people are creating images|we'll notify you", re.IGNORECASE)
 IMAGE_MARKERS = ("image_gen_async", "image_gen_task_id")
-LIMIT_RETRY_SECONDS = 60.0  # a 429 that does not say when it ends
-SESSION_CODES = {"token_expired", "token_invalidated", "invalid_jwt"}
+LIMIT_FEATURE = "image_gen"  # limits_progress's feature_name for images
+# A limit whose end we cannot read: users report caps over rolling hours (3 h on Plus, a day
+# on Free), and every attempt made while limited counts against the account; a minute would
+# only hammer the site. An hour, then the page is asked again.
+UNKNOWN_RESET_SECONDS = 3600.0
+FULL_SIZE_SIDE = 1024  # the site makes 1024x1024, 1024x1536, 1536x1024; previews are smaller
 SUSPENDED_CODES = {"account_deactivated", "account_suspended", "account_banned"}
 
 
@@ -86,7 +95,7 @@ class Images:
 @dataclass(frozen=True)
 class Limited:
     words: str
-    reset_at: float | None  # Unix seconds; None: the words gave no time
+    reset_at: float  # Unix seconds: as stated, else UNKNOWN_RESET_SECONDS after it was said
 
 
 @dataclass(frozen=True)
@@ -121,15 +130,20 @@ def outcome(exchange: Exchange, firmly: str, now: datetime | None = None) -> Out
         return Withdrawn(text or "the image was withdrawn (is_redacted)")
     finished = [m for m in tools if m.status == "finished_successfully" and m.images]
     if finished:
-        return Images(tuple(part for m in finished for part in m.images))
+        parts = tuple(part for m in finished for part in m.images)
+        small = [p for p in parts if p.long_side is not None and p.long_side < FULL_SIZE_SIDE]
+        if small:  # a preview said finished: the full-size file is not there yet
+            return Pending(f"only a preview so far ({small[0].width}x{small[0].height})")
+        return Images(parts)
     if any(m.status == "finished_with_error" for m in tools) or GENERATION_FAILED.search(text):
         return Failed(text or "the image generation ended with an error")
     if tools:
         return Pending("the image is being made")
-    if LIMIT.search(text):
-        said = _said_at(exchange, now)
-        # a limit that states no reset time: asked again after a while
-        return Limited(text, reset_time(text, said) or said.timestamp() + LIMIT_RETRY_SECONDS)
+    said = _said_at(exchange, now)
+    hinted = _limit_hint(exchange, said)
+    if LIMIT.search(text) or hinted is not None:
+        reset_at = reset_time(text, said) or hinted or said.timestamp() + UNKNOWN_RESET_SECONDS
+        return Limited(text or "the image_gen limit is reached (limits_progress)", reset_at)
     if REFUSALS.search(text) or exchange.title in REFUSED_TITLES:
         return Refused(text or f"conversation titled {exchange.title!r}")
     if BUSY.search(text) or _image_announced(exchange):
@@ -148,6 +162,31 @@ def _image_announced(exchange: Exchange) -> bool:
         for m in exchange.answers
         for key in IMAGE_MARKERS
     )
+
+
+def _limit_hint(exchange: Exchange, said: datetime) -> float | None:
+    """When the image limit resets, if an answer's ``limits_progress`` says none is left:
+    ``[{"feature_name": "image_gen", "remaining": 0, "resets_after": <ISO time>}]``."""
+    for message in exchange.answers:
+        progress = message.metadata.get("limits_progress")
+        for entry in progress if isinstance(progress, list) else []:
+            if not isinstance(entry, dict) or entry.get("feature_name") != LIMIT_FEATURE:
+                continue
+            remaining = entry.get("remaining")
+            if not isinstance(remaining, (int, float)) or remaining > 0:
+                continue
+            return _resets_after(entry.get("resets_after"), said)
+    return None
+
+
+def _resets_after(value: Any, said: datetime) -> float:
+    """``resets_after`` as Unix seconds: an ISO time, a Unix time, or seconds from ``said``."""
+    at = timestamp(value)
+    if at is None:
+        return said.timestamp() + UNKNOWN_RESET_SECONDS
+    if isinstance(value, (int, float)) and at < 10**9:  # a delay, not a date
+        return said.timestamp() + at
+    return at
 
 
 def _said_at(exchange: Exchange, now: datetime | None) -> datetime:
@@ -191,9 +230,7 @@ RESET_SLACK_SECONDS = 1.0  # the site's clock and ours may differ a little
 
 
 def limit_error(limited: Limited, now: float) -> RateLimited:
-    """The pause for a plan's limit: until the reset it states, else a while."""
-    if limited.reset_at is None:
-        return RateLimited(limited.words, resume_after=LIMIT_RETRY_SECONDS)
+    """The pause for a plan's limit: until the reset it states (or an hour if none)."""
     wait = max(limited.reset_at - now, 0.0) + RESET_SLACK_SECONDS
     return RateLimited(limited.words, resume_after=max(wait, MIN_RESET_SECONDS))
 
@@ -213,31 +250,15 @@ def outcome_error(found: Outcome, conversation_id: str) -> GenerationError | Non
     return None
 
 
-def _error_body(text: str) -> dict[str, Any]:
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def http_error(status: int, text: str, where: str) -> GenerationError:
-    """The error for a non-2xx answer of a ``/backend-api`` call."""
-    body = _error_body(text)
-    detail_field = body.get("detail")
-    inner = detail_field if isinstance(detail_field, dict) else {}
-    code = str(inner.get("code") or body.get("code") or "")
-    message = str(inner.get("message") or detail_field or text[:200]).strip()
-    detail = f"HTTP {status} on {where}: {message}" + (f" [{code}]" if code else "")
-    blocked = None if body else blocked_by(text, f"HTTP {status} on {where}")
-    if blocked is not None:
-        return blocked
-    if status == 401 or code in SESSION_CODES:
-        return SessionExpired(detail)
+    """The error for a non-2xx answer of a ``/backend-api`` call: the shared reading
+    (``api_error``), with ChatGPT's own meaning of a 403 and of a bare 429."""
+    error = api_error(status, text, where)
+    if isinstance(error, (CloudflareChallenge, PhoneVerificationRequired)):
+        return error
+    code = str(error_fields(text).get("code") or "")
     if code in SUSPENDED_CODES or status == 403:  # not Cloudflare: the account may not
-        return AccessDenied(detail)
-    if status == 429:
-        return RateLimited(detail, resume_after=LIMIT_RETRY_SECONDS)
-    if status >= 500 or status in (408, 409, 425):
-        return Overloaded(detail)
-    return TaskFailed(detail) if 400 <= status < 500 else Overloaded(detail)
+        return AccessDenied(error.detail)
+    if status == 429:  # the notes: the plan's limit sometimes comes as a bare 429
+        return RateLimited(error.detail, resume_after=UNKNOWN_RESET_SECONDS)
+    return error

@@ -54,6 +54,11 @@ class ImagePart:
     size_bytes: int | None
     gen_id: str | None
 
+    @property
+    def long_side(self) -> int | None:
+        sides = [side for side in (self.width, self.height) if side is not None]
+        return max(sides) if sides else None
+
     @classmethod
     def read(cls, raw: Any) -> ImagePart | None:
         part = _dict(raw)

@@ -2,11 +2,9 @@
 
 ``submit`` asks in a new conversation and returns its id as soon as the page shows it (the
 journal writes it down: after a crash the same conversation is followed, not asked again).
-``finished`` reads the conversation from the site until its last exchange comes to something
-(``classify.outcome``); on the way it asks again in the same conversation when that is what a
-person would do: after the plan's limit has reset, after a failed generation already
-reported, and once more firmly after an answer in text alone. ``collect`` downloads the
-full-size files of the finished tool message, never a preview.
+``finished`` follows the conversations (``following``: it may ask again in the same
+conversation, as a person would). ``collect`` downloads the full-size files of the finished
+tool message, never a preview, and keeps nothing if the image is withdrawn meanwhile.
 """
 
 from __future__ import annotations
@@ -14,74 +12,33 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 from loguru import logger
-from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page
 
 from sora_driver.browser import BrowserNotFound, BrowserOptions, WarmBrowser, release_freed_memory
 from sora_driver.chatgpt import classify
 from sora_driver.chatgpt.api import ChatApi
 from sora_driver.chatgpt.chat_page import ChatPage
-from sora_driver.chatgpt.classify import Images, Limited, Outcome, Pending, TextOnly
+from sora_driver.chatgpt.classify import FULL_SIZE_SIDE, Images, Limited, Outcome, Pending
 from sora_driver.chatgpt.conversation import IMAGE_HINT, Exchange, ImagePart, last_exchange, listed
-from sora_driver.chatgpt.pacing import PACER, Pacer
+from sora_driver.chatgpt.following import MAX_POLL_SECONDS, TEXT_ONLY_SECONDS, Follower
+from sora_driver.chatgpt.pacing import Pacer, last_send_file
 from sora_driver.chatgpt.settings import ChatGptSettings
-from sora_driver.diagnostics import Diagnostics, said, short_url
+from sora_driver.chatgpt.wording import FIRMLY, is_request_for, request_text
+from sora_driver.diagnostics import Diagnostics, short_url
 from sora_driver.errors import PageError, session_missing_message
 from sora_driver.locate import Profile
 from sora_driver.session import check_saved
 from sora_watcher.backends.base import Generation, ImageFile, JobOptions, to_png
-from sora_watcher.errors import (
-    DownloadFailed,
-    GenerationError,
-    GenerationTimeout,
-    Interrupted,
-)
+from sora_watcher.errors import DownloadFailed, GenerationError, GenerationTimeout
 
 CHATGPT_PROFILE = Path(__file__).with_name("selectors.json")
-FIRMLY = "Please create this image now with the image tool, as an image, not a description."
-PORTRAIT, LANDSCAPE = ("2:3", "9:16"), ("3:2", "16:9")
-SETTLE_SECONDS = 1.5  # an image seen finished may still be withdrawn: looked at again after
-TEXT_ONLY_SECONDS = 3.0  # a text answer may yet be followed by the image's tool message
-MIN_POLL_SECONDS, MAX_POLL_SECONDS = 1.0, 3.0  # peers poll every 3-5 s; sooner while young
 CLOCK_SLACK_SECONDS = 30.0  # our clock and the site's may disagree a little
 T = TypeVar("T")
-
-
-def request_text(prefix: str, prompt: str, options: JobOptions) -> str:
-    """What is sent: the lead-in, the prompt as given, and in words what the site has no
-    control for (the shape, two images)."""
-    wants = []
-    if options.aspect_ratio in PORTRAIT:
-        wants.append(f"portrait, {options.aspect_ratio}")
-    elif options.aspect_ratio in LANDSCAPE:
-        wants.append(f"landscape, {options.aspect_ratio}")
-    if options.variants > 1:
-        wants.append(f"{options.variants} images")
-    text = f"{prefix} {prompt}".strip()
-    return f"{text} ({'; '.join(wants)})" if wants else text
-
-
-def is_request_for(text: str, prefix: str, prompt: str) -> bool:
-    base = f"{prefix} {prompt}".strip()
-    return text == base or text.startswith(base + " (")
-
-
-@dataclass
-class Followed:
-    """A conversation we wait on: its deadline and what we have seen of it."""
-
-    deadline: float  # time.monotonic()
-    next_look: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-    seen: dict[str, float] = field(default_factory=dict)  # outcome kind -> first seen at
-    outcome: Outcome = field(default_factory=Pending)
-    done: bool = False
 
 
 class ChatGptDriver:
@@ -91,12 +48,12 @@ class ChatGptDriver:
         timeout: float,
         stop: threading.Event,
         debug: bool = False,
-        pacer: Pacer = PACER,
+        text_only_grace: float = TEXT_ONLY_SECONDS,
     ) -> None:
         self.config = config
         self.timeout = timeout  # bound on one generation's wait, from its send
         self.stop = stop
-        self.pacer = pacer
+        self.pacer = Pacer(last_send_file(config.session_file))
         self.browser = WarmBrowser(
             config.session_file,
             BrowserOptions(
@@ -109,8 +66,7 @@ class ChatGptDriver:
             config.url, self.browser, self.profile, self.diagnostics, stop, config.page_timeout
         )
         self.api = ChatApi(config.url)
-        self.followed: dict[str, Followed] = {}
-        self.reported: set[str] = set()  # conversations whose failure collect() raised
+        self.follower = Follower(self, timeout, stop, text_only_grace)
 
     @property
     def site_name(self) -> str:
@@ -132,7 +88,7 @@ class ChatGptDriver:
         if not self.browser.connected:
             logger.warning("the browser is gone; launching a new one")
             self._relaunch()
-        elif self.browser.recycle_due and not self.followed:
+        elif self.browser.recycle_due and not self.follower.followed:
             logger.info("restarting the browser after {} jobs", self.browser.jobs)
             self._relaunch()
             release_freed_memory()
@@ -157,34 +113,36 @@ class ChatGptDriver:
             conversation_id, tool = self.site.ask(text, self.pacer, self.config.min_interval)
             how = "the Create image tool" if tool else "words"
             logger.info("asked in conversation {} (with {})", conversation_id, how)
-            self._follow(conversation_id)
+            self.follower.follow(conversation_id)
             return conversation_id
 
         return self._guarded(prompt, ask)
 
     def finished(self, task_ids: list[str], wait: float) -> list[str]:
-        return self._guarded("conversations", lambda: self._wait_for_done(task_ids, wait))
+        return self._guarded("conversations", lambda: self.follower.wait_for_done(task_ids, wait))
 
     def collect(self, task_id: str, options: JobOptions) -> Generation:
         def wait_and_download() -> Generation:
             started = time.time()
-            while not self._wait_for_done([task_id], MAX_POLL_SECONDS):
+            while not self.follower.wait_for_done([task_id], MAX_POLL_SECONDS):
                 pass  # returns once it came to something, or past its deadline
-            followed = self.followed.pop(task_id)
-            exchange = self._exchange(task_id)  # afresh: a withdrawal shows here
+            seen = self.follower.followed.pop(task_id).outcome
+            exchange = self.exchange(task_id)  # afresh: a withdrawal shows here
             found = classify.outcome(exchange, FIRMLY)
-            if isinstance(found, Pending):  # what made it done may have changed since
-                found = followed.outcome if not isinstance(followed.outcome, Images) else found
+            if isinstance(found, Pending) and not isinstance(seen, Images):
+                found = seen  # what ended the wait (a limit, a failure ...) is the answer
             if not isinstance(found, Images):
                 raise self._error(task_id, found)
             waited = time.time()
-            images = [self._image(task_id, part) for part in found.parts[: options.variants]]
+            parts = found.parts[: options.variants]
+            images = [self._image(task_id, part) for part in parts]
+            self._check_not_withdrawn(task_id)
             self.browser.jobs += 1
             return Generation(
                 task_id,
                 images,
                 {"wait": round(waited - started, 3), "download": round(time.time() - waited, 3)},
-                {"chatgpt": details(exchange, found.parts[: options.variants])},
+                {"chatgpt": details(exchange, parts)},
             )
 
         return self._guarded(task_id, wait_and_download)
@@ -192,84 +150,38 @@ class ChatGptDriver:
     def find_task(self, prompt: str, since: float) -> str | None:
         def search() -> str | None:
             page = self._page()
-            for item in listed(self.api.conversations(page)):  # newest first
+            # the site lists them by their last update (ours was asked recently: near the top)
+            for item in listed(self.api.conversations(page)):
                 if item.created is not None and item.created < since - CLOCK_SLACK_SECONDS:
                     continue
                 exchange = last_exchange(self.api.conversation(page, item.id), item.id)
                 first = exchange.first_ask
                 if first is not None and is_request_for(first.text, self.config.prefix, prompt):
-                    self._follow(item.id)
+                    self.follower.follow(item.id)
                     return item.id
             return None
 
         return self._guarded(prompt, search)
 
-    # -- following --------------------------------------------------------------------------
+    # -- what the follower asks of the site (``following.Conversations``) --------------------
 
-    def _follow(self, conversation_id: str) -> Followed:
-        followed = Followed(time.monotonic() + self.timeout)
-        self.followed[conversation_id] = followed
-        return followed
-
-    def _exchange(self, conversation_id: str) -> Exchange:
+    def exchange(self, conversation_id: str) -> Exchange:
         body = self.api.conversation(self._page(), conversation_id)
         return last_exchange(body, conversation_id)
 
-    def _wait_for_done(self, task_ids: list[str], wait: float) -> list[str]:
-        until = time.monotonic() + wait
-        while True:
-            for task_id in task_ids:
-                followed = self.followed.get(task_id) or self._follow(task_id)
-                if not followed.done and time.monotonic() >= followed.next_look:
-                    self._look(task_id, followed)
-            done = [t for t in task_ids if self.followed[t].done]
-            now = time.monotonic()
-            if done or now >= until:
-                return done
-            next_look = min(self.followed[t].next_look for t in task_ids)
-            if self.stop.wait(max(min(next_look, until) - now, 0.01)):
-                raise Interrupted()
+    def ask_again(self, conversation_id: str, text: str) -> None:
+        self.site.ask(text, self.pacer, self.config.min_interval, conversation_id)
 
-    def _look(self, task_id: str, followed: Followed) -> None:
-        """Read the conversation; mark it done, or ask again, or wait on."""
-        exchange = self._exchange(task_id)
-        found = classify.outcome(exchange, FIRMLY)
-        now = time.monotonic()
-        first_seen = followed.seen.setdefault(type(found).__name__, now)
-        followed.outcome = found
-        age = now - followed.started
-        followed.next_look = now + min(max(0.1 * age, MIN_POLL_SECONDS), MAX_POLL_SECONDS)
-        if isinstance(found, Pending):
-            followed.done = now >= followed.deadline
-        elif isinstance(found, Images):
-            followed.done = now - first_seen >= SETTLE_SECONDS
-            followed.next_look = min(followed.next_look, first_seen + SETTLE_SECONDS)
-        elif isinstance(found, TextOnly) and not found.asked_firmly:
-            if now - first_seen >= TEXT_ONLY_SECONDS:
-                logger.info("{}: an answer in text, no image; asking once more", task_id)
-                self._ask_again(task_id, exchange, f"{FIRMLY} {_first_text(exchange)}")
-            else:
-                followed.next_look = min(followed.next_look, first_seen + TEXT_ONLY_SECONDS)
-        elif isinstance(found, Limited) and _limit_over(found):
-            logger.info("{}: the limit has reset; asking again", task_id)
-            self._ask_again(task_id, exchange, _asked_text(exchange))
-        elif isinstance(found, classify.Failed) and task_id in self.reported:
-            logger.info("{}: the image generation failed before; asking again", task_id)
-            self.reported.discard(task_id)
-            self._ask_again(task_id, exchange, _asked_text(exchange))
-        else:
-            followed.done = True
+    def image_announced(self, conversation_id: str) -> bool:
+        return self.site.image_announced(conversation_id)
 
-    def _ask_again(self, task_id: str, exchange: Exchange, text: str) -> None:
-        """In the same conversation: its id, in the journal, stays the task's."""
-        self.site.ask(text, self.pacer, self.config.min_interval, task_id)
-        self._follow(task_id)
+    # -- errors and files -------------------------------------------------------------------
 
     def _error(self, task_id: str, found: Outcome) -> GenerationError:
         if isinstance(found, Limited):
             return classify.limit_error(found, time.time())
         if isinstance(found, classify.Failed):
-            self.reported.add(task_id)  # asked again when the core retries it
+            self.follower.reported.add(task_id)  # asked again when the core retries it
         error = classify.outcome_error(found, task_id)
         if error is not None:
             return error
@@ -279,42 +191,25 @@ class ChatGptDriver:
     def _image(self, task_id: str, part: ImagePart) -> ImageFile:
         data, url = self.api.image(self._page(), part.file_id, task_id)
         png, width, height, source_format = to_png(data, short_url(url))
+        if max(width, height) < FULL_SIZE_SIDE:
+            raise DownloadFailed(
+                f"{part.file_id}: the file is {width}x{height}, a preview, not the full-size "
+                "image yet; downloaded again later"
+            )
         if part.width and part.height and (width, height) != (part.width, part.height):
             raise DownloadFailed(
                 f"{part.file_id}: got {width}x{height}, the image is {part.width}x{part.height}"
             )
         return ImageFile(png, width, height, short_url(url), source_format)
 
+    def _check_not_withdrawn(self, task_id: str) -> None:
+        """Read again after the download: an image withdrawn meanwhile is not kept."""
+        found = classify.outcome(self.exchange(task_id), FIRMLY)
+        if isinstance(found, classify.Withdrawn):
+            raise classify.ImageWithdrawn(f"conversation {task_id}: {found.words}")
+
     def _guarded(self, label: str, step: Callable[[], T]) -> T:
-        """Run a step; on failure keep a capture of the page and start the next one afresh."""
-        try:
-            return step()
-        except Interrupted:
-            self.site.forget()
-            raise
-        except PlaywrightError as exc:
-            error: GenerationError = PageError(f"browser: {said(exc)}")
-        except GenerationError as exc:
-            error = exc
-        if isinstance(error, PageError):
-            self.site.check_stop()  # a browser gone because we are stopping: not a failure
-        self.diagnostics.capture(self.site.page, label, error)
-        self.site.forget()
-        raise error
-
-
-def _asked_text(exchange: Exchange) -> str:
-    return exchange.asked.text if exchange.asked is not None else ""
-
-
-def _first_text(exchange: Exchange) -> str:
-    return exchange.first_ask.text if exchange.first_ask is not None else ""
-
-
-def _limit_over(limited: Limited) -> bool:
-    """Whether the stated reset has passed (a limit that stated none: after a while)."""
-    reset_at = limited.reset_at
-    return reset_at is not None and time.time() >= reset_at + classify.RESET_SLACK_SECONDS
+        return self.diagnostics.run(self.site, label, step)
 
 
 def details(exchange: Exchange, parts: tuple[ImagePart, ...]) -> dict[str, object]:

@@ -1,33 +1,48 @@
-"""One send at a time, and ``SORA_MIN_INTERVAL`` seconds between two sends.
+"""One send at a time, and ``SORA_MIN_INTERVAL`` seconds between two sends, across restarts.
 
-Waited on the daemon's stop event, never a blind sleep: a stop ends the wait at once. The
-last send is the process's, not the browser's: a pause closes the backend and a new one
-starts after it, and the interval holds across them (``PACER``).
+The interval protects the account, so it must hold whatever happens to the process: a pause
+that closes the backend and opens a new one, a kill -9, systemd restarting a daemon that
+fails at once. The last send's wall-clock time is therefore kept in a small file beside the
+saved session (``last_send_file``): beside the session because the interval is the account's,
+and the session is the account (two homes sharing one session share its pace; a new login
+keeps it). Waited on the daemon's stop event, never a blind sleep: a stop ends the wait at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from loguru import logger
 
+from sora_watcher.atomic import write_atomically
 from sora_watcher.errors import Interrupted
 
 Clock = Callable[[], float]
 
 
+def last_send_file(session_file: Path) -> Path:
+    """``session.json`` -> ``session.json.last-send``."""
+    return session_file.with_name(session_file.name + ".last-send")
+
+
 class Pacer:
-    def __init__(self, clock: Clock = time.monotonic) -> None:
-        self.clock = clock
-        self.last_send: float | None = None  # clock() of the last send
+    """The time of the last send, read from ``path`` at start and written at each send."""
+
+    def __init__(self, path: Path | None, clock: Clock = time.time) -> None:
+        self.path = path  # None: kept in memory only (tests)
+        self.clock = clock  # wall-clock: a monotonic clock does not survive a restart
+        self.last_send = self._read()
 
     def due_in(self, interval: float) -> float:
-        """Seconds before the next send may go (0: now)."""
+        """Seconds before the next send may go (0: now). A clock set back never makes the
+        wait longer than the interval."""
         if self.last_send is None:
             return 0.0
-        return max(self.last_send + interval - self.clock(), 0.0)
+        return min(max(self.last_send + interval - self.clock(), 0.0), interval)
 
     def wait_turn(self, interval: float, stop: threading.Event) -> None:
         """Return when a send may go; ``Interrupted`` if ``stop`` is set meanwhile."""
@@ -42,6 +57,16 @@ class Pacer:
 
     def sent(self) -> None:
         self.last_send = self.clock()
+        if self.path is None:
+            return
+        try:
+            write_atomically(self.path, f"{self.last_send:.3f}\n".encode())
+        except OSError as exc:  # the send went; only a restart's pace is at stake
+            logger.warning("could not note the send's time in {}: {}", self.path, exc)
 
-
-PACER = Pacer()  # the process's: kept across the backends a pause closes and reopens
+    def _read(self) -> float | None:
+        if self.path is None:
+            return None
+        with contextlib.suppress(OSError, ValueError):
+            return float(self.path.read_text(encoding="utf-8").strip())
+        return None

@@ -5,7 +5,8 @@ to use (see /work/shared/chatgpt-web-notes.md), and a page rendered by its own J
 that a real browser driven by Playwright uses it exactly as it would use the real site.
 """
 
-from .auth import make_storage_state
+from standin_kit.sessions import make_storage_state
+
 from .server import StandIn
 
 __all__ = ["StandIn", "make_storage_state"]

@@ -16,29 +16,27 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import sys
-import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from html import escape
-from http.server import BaseHTTPRequestHandler
-from importlib import resources
-from typing import Any, cast
-from urllib.parse import parse_qs, quote, urlsplit
+from typing import Any
+from urllib.parse import quote, urlsplit
 
-from standin_kit import StandInApp, TrackedServer
+from standin_kit import sessions
+from standin_kit.handler import (
+    NO_STORE,
+    STATIC_TYPES,
+    HTTPError,
+    SiteHandler,
+    control_routes,
+    route_table,
+)
+from standin_kit.site import SiteStandIn
 
 from . import auth, conversations, prompts, scenarios, stream
 from .conversations import ImagePlan
 
-MAX_BODY = 1 << 20
-STATIC_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-}
 SENTINEL_HEADER = "OpenAI-Sentinel-Chat-Requirements-Token"
 BUSY_FACTOR = 3  # busy: the image takes this many times the delay
 MISSING_TOKEN = "Unauthorized - Access token is missing"
@@ -65,11 +63,6 @@ _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 _PAGES = {"/": "chat", "/images/": "images"}
 
 
-def _static_file(name: str) -> bytes | None:
-    entry = resources.files(__package__).joinpath("static", name)
-    return entry.read_bytes() if entry.is_file() else None
-
-
 def _with_page_config(page: bytes, config: dict[str, Any]) -> bytes:
     """index.html with a JSON config that app.js reads before building the page."""
     # "<" escaped so that no value can close the script element early.
@@ -78,15 +71,18 @@ def _with_page_config(page: bytes, config: dict[str, Any]) -> bytes:
     return page.replace(b"<!--standin-page-->", tag.encode(), 1)
 
 
-class _HTTPError(Exception):
+class _HTTPError(HTTPError):
     """Raised by route code to answer `{"detail": ...}`, the site's error shape."""
 
     def __init__(self, status: int, detail: Any) -> None:
-        super().__init__(str(detail))
-        self.status, self.detail = status, detail
+        super().__init__(status, str(detail))
+        self.detail = detail
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.detail}
 
 
-class StandIn(StandInApp):
+class StandIn(SiteStandIn):
     """A local stand-in for the ChatGPT web app, served from a daemon thread."""
 
     def __init__(
@@ -97,72 +93,19 @@ class StandIn(StandInApp):
         secret: str = "standin-secret",
         verbose: bool = False,
     ) -> None:
-        super().__init__(host, port, _Handler, join_timeout=5)
-        self.delay = delay  # seconds from a send to its final image
-        self.secret = secret
-        self.verbose = verbose
+        super().__init__(
+            host,
+            port,
+            _Handler,
+            scenarios=scenarios.Scenarios(),
+            page_variants=scenarios.PAGE_VARIANTS,
+            delay=delay,  # seconds from a send to its final image
+            secret=secret,
+            verbose=verbose,
+        )
         self.store = conversations.Store()
-        self._scenarios = scenarios.Scenarios()
-        self._page_variant: dict[str, Any] = {}
-        self._lock = threading.Lock()
         self._sends: list[dict[str, Any]] = []
         self._refused: list[dict[str, Any]] = []
-        self._emails: dict[str, str] = {}
-        self._revocations = 0
-
-    def storage_state(
-        self, user: str = "demo", valid_for: float = auth.SESSION_LIFETIME
-    ) -> dict[str, Any]:
-        """A Playwright storage_state with a valid session cookie for this stand-in."""
-        return auth.make_storage_state(self.base_url, user, self.session_secret, valid_for)
-
-    # --- failure modes and page variants (see scenarios.py) -------------------------------
-
-    def scenario(self, name: str, count: int | None = 1, **params: Any) -> None:
-        """Arm a failure mode for the next `count` occurrences (None: until cleared)."""
-        self._scenarios.arm(name, count, params)
-
-    def clear_scenarios(self) -> None:
-        self._scenarios.clear()
-
-    def armed_scenarios(self) -> dict[str, dict[str, Any]]:
-        """{name: {"remaining": n or None, "params": {...}}} for what is still armed."""
-        return self._scenarios.snapshot()
-
-    def fire(self, *names: str) -> tuple[str, dict[str, Any]] | None:
-        """Consume one occurrence of the earliest armed of `names`: (name, params) or None."""
-        return self._scenarios.take(names)
-
-    @property
-    def page_variant(self) -> dict[str, Any]:
-        """DOM variants of the page; {} is the default page."""
-        return self._page_variant
-
-    @page_variant.setter
-    def page_variant(self, variant: dict[str, Any]) -> None:
-        self._page_variant = scenarios.check_page_variant(variant)
-
-    # --- sessions ---------------------------------------------------------------------------
-
-    @property
-    def session_secret(self) -> str:
-        """Signs session cookies and tokens; revoke_sessions() changes it (file URLs keep the
-        plain secret: they do not depend on the session)."""
-        with self._lock:
-            revocations = self._revocations
-        return self.secret if revocations == 0 else f"{self.secret}#revoked-{revocations}"
-
-    def revoke_sessions(self) -> None:
-        with self._lock:
-            self._revocations += 1
-
-    def email_of(self, user: str) -> str:
-        with self._lock:
-            return self._emails.get(user, f"{user}@example.com")
-
-    def remember_email(self, user: str, email: str) -> None:
-        with self._lock:
-            self._emails[user] = email
 
     # --- what happened ----------------------------------------------------------------------
 
@@ -184,116 +127,30 @@ class StandIn(StandInApp):
         return {"sends": sends, "refused": refused, "images_made": self.store.images_made(now)}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like a browser expects from a real site
+class _Handler(SiteHandler[StandIn]):
     server_version = "chatgpt-standin"
-    timeout = 30  # idle keep-alive connections must not hold a thread forever
-    disable_nagle_algorithm = True  # see sora_standin: headers and body in two writes
+    static_package = "chatgpt_standin"
+    # The site's words, FastAPI's.
+    NOT_FOUND = "Not Found"
+    NOT_ALLOWED = "Method Not Allowed"
+    BAD_LENGTH = TOO_LARGE = "Invalid request body"
+    QUERY_STATUS = 422
 
-    # Set per request by _dispatch.
-    query: dict[str, list[str]]
-    body: bytes
-    user: str | None
-    server_header: str | None  # replaces the Server header (Cloudflare pages)
+    def refusal(
+        self, status: int, message: str, code: str | None = None, param: str | None = None
+    ) -> HTTPError:
+        return _HTTPError(status, message)
 
-    @property
-    def app(self) -> StandIn:
-        return cast("TrackedServer[StandIn]", self.server).app
+    def gate(self, path: str) -> bool:
+        if path.startswith("/backend-api/"):
+            if self._cloudflare():
+                return True
+            if path != "/backend-api/estuary/content":  # cookie-gated instead
+                self.user = self._backend_user()
+        return False
 
-    # --- plumbing -------------------------------------------------------------------------
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.app.verbose:
-            super().log_message(format, *args)
-
-    def version_string(self) -> str:
-        return getattr(self, "server_header", None) or super().version_string()
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_HEAD(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def _dispatch(self, method: str) -> None:
-        try:
-            parts = urlsplit(self.path)
-            self.query = parse_qs(parts.query)
-            # Read the body before anything can fail, or it would poison the kept-alive stream.
-            self.body = self._read_body()
-            self.user = None
-            self.server_header = None
-            if parts.path.startswith("/backend-api/"):
-                if self._cloudflare():
-                    return
-                if parts.path != "/backend-api/estuary/content":  # cookie-gated instead
-                    self.user = self._backend_user()
-            self._route(method, parts.path)
-        except _HTTPError as error:
-            self._json(error.status, {"detail": error.detail})
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the browser gave up on this request
-        except Exception:
-            traceback.print_exc(file=sys.stderr)
-            self._json(500, {"detail": "Internal error in the stand-in"})
-
-    def _read_body(self) -> bytes:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0 or length > MAX_BODY:
-            self.close_connection = True
-            raise _HTTPError(413 if length > 0 else 400, "Invalid request body")
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _route(self, method: str, path: str) -> None:
-        allowed = False
-        for route_method, pattern, handler in ROUTES:
-            match = pattern.fullmatch(path)
-            if match is None:
-                continue
-            if route_method == method:
-                handler(self, match)
-                return
-            allowed = True
-        raise _HTTPError(405 if allowed else 404, "Method Not Allowed" if allowed else "Not Found")
-
-    def _send(
-        self,
-        status: int,
-        body: bytes,
-        content_type: str,
-        headers: list[tuple[str, str]] | None = None,
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers or []:
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _json(self, status: int, value: Any) -> None:
-        self._send(status, json.dumps(value).encode(), "application/json", [_NO_STORE])
-
-    def _redirect(self, location: str, status: int = 302, cookies: list[str] | None = None) -> None:
-        headers = [("Location", location), _NO_STORE]
-        headers += [("Set-Cookie", cookie) for cookie in cookies or []]
-        self._send(status, b"", "text/plain", headers)
-
-    def _json_body(self) -> dict[str, Any]:
-        try:
-            value = json.loads(self.body or b"null")
-        except ValueError:
-            raise _HTTPError(400, "Request body is not valid JSON") from None
-        if not isinstance(value, dict):
-            raise _HTTPError(400, "Request body must be a JSON object")
-        return value
+    def new_device_id(self) -> str:
+        return str(uuid.uuid4())
 
     def _origin(self) -> str:
         """The site's origin as this client named it: file URLs must match its cookies."""
@@ -302,21 +159,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- authentication -------------------------------------------------------------------
 
-    def _cookies(self) -> dict[str, str]:
-        # A plain split: http.cookies drops every cookie after one it cannot parse.
-        cookies: dict[str, str] = {}
-        for item in (self.headers.get("Cookie") or "").split(";"):
-            name, sep, value = item.strip().partition("=")
-            if sep:
-                cookies.setdefault(name, value)
-        return cookies
-
     def _session(self) -> tuple[str, int] | None:
         """(user, expiry) of the session cookie; None without one, or when logged_out fires."""
-        value = self._cookies().get(auth.SESSION_COOKIE)
+        value = self._cookies().get(sessions.SESSION_COOKIE)
         if value is None:
             return None
-        session = auth.parse_session_value(value, self.app.session_secret, time.time())
+        session = sessions.parse_session_value(value, self.app.session_secret, time.time())
         if session is None or self.app.fire("logged_out"):
             return None
         return session
@@ -329,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _HTTPError(401, MISSING_TOKEN)
-        user = auth.parse_access_token(token.strip(), self.app.session_secret, time.time())
+        user = sessions.parse_access_token(token.strip(), self.app.session_secret, time.time())
         if user is None:
             raise _HTTPError(401, TOKEN_EXPIRED)
         if self.app.fire("suspended"):
@@ -337,11 +185,6 @@ class _Handler(BaseHTTPRequestHandler):
         if self.app.fire("token_expired"):
             raise _HTTPError(401, TOKEN_EXPIRED)
         return user
-
-    def _device_cookie(self) -> list[str]:
-        if auth.DEVICE_COOKIE in self._cookies():
-            return []
-        return [f"{auth.DEVICE_COOKIE}={uuid.uuid4()}; Path=/; Max-Age=31536000; SameSite=Lax"]
 
     # --- pages ----------------------------------------------------------------------------
 
@@ -351,15 +194,9 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         ray = secrets.token_hex(8)
         host = escape(self.headers.get("Host") or "chatgpt.com")
-        template = (_static_file("challenge.html") or b"").decode()
+        template = (self._static_file("challenge.html") or b"").decode()
         page = template.replace("{{ray}}", ray).replace("{{host}}", host)
-        headers = [
-            ("Cache-Control", "private, max-age=0, no-store, no-cache, must-revalidate"),
-            ("CF-RAY", f"{ray}-AMS"),
-            ("cf-mitigated", "challenge"),
-        ]
-        self.server_header = "cloudflare"
-        self._send(403, page.encode(), "text/html; charset=UTF-8", headers)
+        self._send_cloudflare(page, f"{ray}-AMS", challenge=True)
         return True
 
     def page_shell(self, match: re.Match[str]) -> None:
@@ -367,60 +204,18 @@ class _Handler(BaseHTTPRequestHandler):
         if self._cloudflare():
             return
         path = urlsplit(self.path).path
-        # Checked here too: page_variant is a plain dict that tests may edit in place.
-        variant = scenarios.check_page_variant(self.app.page_variant)
+        variant = self.app.checked_page_variant()
         config = {"variant": variant, "workspace": _PAGES.get(path, "chat")}
-        body = _with_page_config(_static_file("index.html") or b"", config)
-        headers = [_NO_STORE, *(("Set-Cookie", c) for c in self._device_cookie())]
+        body = _with_page_config(self._static_file("index.html") or b"", config)
+        headers = [NO_STORE, *(("Set-Cookie", c) for c in self._device_cookie())]
         self._send(200, body, STATIC_TYPES[".html"], headers)
 
     def images_slash(self, match: re.Match[str]) -> None:
         self._redirect("/images/", 308)
 
-    def page_login(self, match: re.Match[str]) -> None:
-        self._login_form(200, self.query.get("next", ["/"])[0], "")
-
-    def _login_form(self, status: int, next_path: str, error: str) -> None:
-        template = (_static_file("login.html") or b"").decode()
-        error_html = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
-        page = template.replace("{{next}}", escape(next_path)).replace("{{error}}", error_html)
-        self._send(status, page.encode(), STATIC_TYPES[".html"], [_NO_STORE])
-
-    def login_submit(self, match: re.Match[str]) -> None:
-        form = parse_qs(self.body.decode("utf-8", "replace"))
-        email = form.get("email", [""])[0].strip()
-        next_path = form.get("next", ["/"])[0]
-        # Only same-site paths: never let the login form redirect elsewhere.
-        if not next_path.startswith("/") or next_path.startswith(("//", "/\\")):
-            next_path = "/"
-        local, at, domain = email.partition("@")
-        user = re.sub(r"[^a-z0-9._-]", "-", local.lower()).lstrip("._-")[:64]
-        if not at or not domain or not auth.is_valid_user(user):
-            self._login_form(400, next_path, "Enter a valid email address.")
-            return
-        self.app.remember_email(user, email)
-        expires = int(time.time() + auth.SESSION_LIFETIME)
-        value = auth.make_session_value(user, expires, self.app.session_secret)
-        cookie = (
-            f"{auth.SESSION_COOKIE}={value}; Path=/; Max-Age={int(auth.SESSION_LIFETIME)}; "
-            "HttpOnly; Secure; SameSite=Lax"
-        )
-        self._redirect(next_path, 303, [cookie, *self._device_cookie()])
-
-    def static(self, match: re.Match[str]) -> None:
-        name = match["name"]
-        suffix = name[name.rfind(".") :] if "." in name else ""
-        body = _static_file(name) if suffix in STATIC_TYPES else None
-        if body is None:
-            raise _HTTPError(404, "Not Found")
-        self._send(200, body, STATIC_TYPES[suffix], [("Cache-Control", "no-cache")])
-
-    def favicon(self, match: re.Match[str]) -> None:
-        self._send(204, b"", "image/x-icon")
-
     def challenge_script(self, match: re.Match[str]) -> None:
         # Named by the challenge page; the real one runs Cloudflare's checks.
-        self._send(200, b"/* challenge platform */\n", STATIC_TYPES[".js"], [_NO_STORE])
+        self._send(200, b"/* challenge platform */\n", STATIC_TYPES[".js"], [NO_STORE])
 
     # --- API: session and sending -----------------------------------------------------------
 
@@ -433,11 +228,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         user, expires = session
         email = self.app.email_of(user)
-        token = auth.make_access_token(user, email, expires, self.app.session_secret, time.time())
+        token = sessions.make_access_token(
+            user, email, expires, self.app.session_secret, time.time()
+        )
         self._json(
             200,
             {
-                "user": {"id": auth.user_id(user), "name": user, "email": email},
+                "user": {"id": sessions.user_id(user), "name": user, "email": email},
                 "expires": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(expires)),
                 "accessToken": token,
                 "authProvider": "openai",
@@ -579,16 +376,6 @@ class _Handler(BaseHTTPRequestHandler):
             )
         self._json(200, {"items": items[:limit], "cursor": None})
 
-    def _int_query(self, name: str, default: int, low: int, high: int) -> int:
-        text = self.query.get(name, [str(default)])[0]
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if not low <= value <= high:
-            raise _HTTPError(422, f"{name} must be an integer from {low} to {high}")
-        return value
-
     # --- files ------------------------------------------------------------------------------
 
     def _download_url(self, file_id: str) -> str:
@@ -631,52 +418,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- control endpoints (tests, bench, demo) ---------------------------------------------
 
-    def health(self, match: re.Match[str]) -> None:
-        self._json(200, {"ok": True})
-
     def send_log(self, match: re.Match[str]) -> None:
         self._json(200, self.app.log())
 
     def config(self, match: re.Match[str]) -> None:
-        body = self._json_body()
-        if "page" in body:
-            try:
-                self.app.page_variant = body["page"]
-            except ValueError as error:
-                raise _HTTPError(400, str(error)) from None
-        if "delay" in body:
-            delay = body["delay"]
-            if type(delay) not in (int, float) or delay < 0:
-                raise _HTTPError(400, "delay must be a number >= 0")
-            self.app.delay = float(delay)
+        self._configure(self._json_body())
         self._json(200, {"delay": self.app.delay, "page": self.app.page_variant})
 
-    def arm_scenario(self, match: re.Match[str]) -> None:
-        body = self._json_body()
-        name, count, params = body.get("name"), body.get("count", 1), body.get("params", {})
-        if not isinstance(name, str) or not isinstance(params, dict):
-            raise _HTTPError(400, "expected {name: string, count, params: object}")
-        try:
-            self.app.scenario(name, count, **params)
-        except ValueError as error:
-            raise _HTTPError(400, str(error)) from None
-        self.list_scenarios(match)
 
-    def list_scenarios(self, match: re.Match[str]) -> None:
-        armed = self.app.armed_scenarios()
-        self._json(200, {"scenarios": armed, "page": self.app.page_variant})
-
-    def clear(self, match: re.Match[str]) -> None:
-        self.app.clear_scenarios()
-        self.app.page_variant = {}
-        self.list_scenarios(match)
-
-    def revoke(self, match: re.Match[str]) -> None:
-        self.app.revoke_sessions()
-        self._json(200, {"revoked": True})
-
-
-_NO_STORE = ("Cache-Control", "no-store")
 _CHAT_ANSWER = "This is the stand-in of ChatGPT: it answers in words unless asked for an image."
 _DESCRIPTION = (
     "soft morning light, a calm palette of blues and greens, and a clear subject in the middle "
@@ -713,10 +462,8 @@ def _read_send(body: dict[str, Any]) -> tuple[str, str, list[str], str | None]:
     return text, message_id, list(hints), conversation_id
 
 
-Handler = Callable[[_Handler, "re.Match[str]"], None]
-ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
-    (method, re.compile(pattern), handler)
-    for method, pattern, handler in [
+_Handler.routes = route_table(
+    [
         ("GET", r"/", _Handler.page_shell),
         ("GET", r"/c/[0-9a-f-]{36}", _Handler.page_shell),
         ("GET", r"/images/", _Handler.page_shell),
@@ -735,14 +482,10 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", r"/backend-api/my/recent/image_gen", _Handler.recent_images),
         ("GET", r"/backend-api/files/download/(?P<file_id>file_[0-9a-f]+)", _Handler.file_download),
         ("GET", r"/backend-api/estuary/content", _Handler.estuary),
-        ("GET", r"/__standin__/health", _Handler.health),
         ("GET", r"/__standin__/log", _Handler.send_log),
         ("POST", r"/__standin__/config", _Handler.config),
-        ("POST", r"/__standin__/scenario", _Handler.arm_scenario),
-        ("GET", r"/__standin__/scenarios", _Handler.list_scenarios),
-        ("POST", r"/__standin__/clear", _Handler.clear),
-        ("POST", r"/__standin__/revoke", _Handler.revoke),
+        *control_routes("/__standin__"),
     ]
-]
+)
 
 __all__ = ["StandIn"]

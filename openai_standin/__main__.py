@@ -9,21 +9,18 @@ the demo sets OPENAI_BASE_URL to. Faults and settings change through /_standin/*
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from standin_kit import is_loopback, serve
+from standin_kit import serve
+from standin_kit.cli import parse_server_args, server_parser
 
 from .server import ImagesStandIn
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m openai_standin",
-        description="Serve a local stand-in of the OpenAI Images API.",
+    parser = server_parser(
+        "python -m openai_standin", "Serve a local stand-in of the OpenAI Images API."
     )
-    parser.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     parser.add_argument("--latency", type=float, default=2.0, help="seconds a generation takes")
     parser.add_argument(
         "--max-in-flight", type=int, default=16, help="generations at once; more get a 429"
@@ -31,10 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--api-key", default=None, help="the only key accepted (default: any non-empty key)"
     )
-    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
-    args = parser.parse_args(argv)
-    if not is_loopback(args.host):
-        parser.error(f"--host {args.host}: only loopback (127.x, localhost, ::1) is allowed")
+    args = parse_server_args(parser, argv)
     if args.latency < 0:
         parser.error("--latency must be >= 0")
     if args.max_in_flight < 1:

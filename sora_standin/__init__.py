@@ -4,7 +4,8 @@ It serves the same URLs and JSON shapes as the real site, so that a real browser
 Playwright can use it exactly as it would use sora.com.
 """
 
-from .auth import make_storage_state
+from standin_kit.sessions import make_storage_state
+
 from .server import StandIn
 
 __all__ = ["StandIn", "make_storage_state"]

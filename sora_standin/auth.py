@@ -1,158 +1,20 @@
-"""Sessions, bearer tokens and signed asset URLs, all derived from one shared secret.
+"""Sora's side of the session: the session cookie's older name, and signed asset URLs.
 
-Everything here is stateless on purpose: a session file can be written offline (no server
-running) and any stand-in started with the same secret accepts it.
+The session cookie, the device cookie and the bearer token are OpenAI's, the same for Sora and
+ChatGPT: they live in standin_kit.sessions. Stateless on purpose, like them: any stand-in
+started with the same secret accepts a URL.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import json
-import re
 import time
-import uuid
-from typing import Any
-from urllib.parse import urlsplit
 
-SESSION_COOKIE = "__Secure-next-auth.session-token"
+from standin_kit.sessions import sign
+
 # Older builds of the real site used this name; sessions saved back then still carry it.
 LEGACY_SESSION_COOKIE = "__Secure-authjs.session-token"
-DEVICE_COOKIE = "oai-did"
-
-SESSION_LIFETIME = 30 * 24 * 3600.0
-# Like the real site, the bearer token lives shorter than the session: the page re-derives it.
-ACCESS_TOKEN_LIFETIME = 3600.0
 ASSET_URL_LIFETIME = 7 * 24 * 3600.0
-
-# Names end up inside a cookie value and a JWT, so keep them to a safe alphabet.
-_USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-def is_valid_user(user: str) -> bool:
-    return bool(_USER_RE.match(user))
-
-
-def user_id(user: str) -> str:
-    """A stable, opaque id shaped like the real ones ("user-" + 24 characters)."""
-    return "user-" + hashlib.sha256(f"user:{user}".encode()).hexdigest()[:24]
-
-
-def _sign(secret: str, message: str) -> str:
-    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
-
-
-# --- session cookie -------------------------------------------------------------------------
-
-
-def make_session_value(user: str, expires: int, secret: str) -> str:
-    if not is_valid_user(user):
-        raise ValueError(f"invalid user name {user!r}: use letters, digits, '.', '_' or '-'")
-    return f"{user}.{expires}.{_sign(secret, f'{user}.{expires}')}"
-
-
-def parse_session_value(value: str, secret: str, now: float) -> tuple[str, int] | None:
-    """Return (user, expiry) for a genuine, unexpired cookie value; None otherwise."""
-    # rsplit: user names may contain dots, the expiry and the signature never do.
-    parts = value.rsplit(".", 2)
-    if len(parts) != 3:
-        return None
-    user, expires_text, signature = parts
-    if not is_valid_user(user) or not expires_text.isdigit():
-        return None
-    if not hmac.compare_digest(signature, _sign(secret, f"{user}.{expires_text}")):
-        return None
-    expires = int(expires_text)
-    if expires <= now:
-        return None
-    return user, expires
-
-
-def make_storage_state(
-    base_url: str, user: str, secret: str, valid_for: float = SESSION_LIFETIME
-) -> dict[str, Any]:
-    """A Playwright storage_state holding a session cookie for a stand-in at base_url.
-
-    valid_for may be negative to produce an already expired session (useful in tests).
-    """
-    domain = urlsplit(base_url).hostname
-    if not domain:
-        raise ValueError(f"base URL without a host: {base_url!r}")
-    expires = int(time.time() + valid_for)
-    cookie_common: dict[str, Any] = {"domain": domain, "path": "/", "sameSite": "Lax"}
-    return {
-        "cookies": [
-            {
-                "name": SESSION_COOKIE,
-                "value": make_session_value(user, expires, secret),
-                **cookie_common,
-                "expires": float(expires),
-                "httpOnly": True,
-                "secure": True,
-            },
-            {
-                "name": DEVICE_COOKIE,
-                "value": str(uuid.uuid4()),
-                **cookie_common,
-                "expires": float(int(time.time() + 365 * 24 * 3600)),
-                "httpOnly": False,
-                "secure": False,
-            },
-        ],
-        "origins": [],
-    }
-
-
-# --- bearer token (JWT-like, HS256) ---------------------------------------------------------
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def make_access_token(user: str, email: str, session_expires: int, secret: str, now: float) -> str:
-    header = {"alg": "HS256", "typ": "JWT"}
-    payload = {
-        "sub": user_id(user),
-        "name": user,
-        "email": email,
-        "iat": int(now),
-        "exp": int(min(session_expires, now + ACCESS_TOKEN_LIFETIME)),
-    }
-    signing_input = ".".join(
-        _b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, payload)
-    )
-    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{_b64url(signature)}"
-
-
-def parse_access_token(token: str, secret: str, now: float) -> str | None:
-    """Return the user name of a genuine, unexpired token; None otherwise."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    signing_input = f"{parts[0]}.{parts[1]}"
-    expected = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
-    try:
-        if not hmac.compare_digest(_b64url_decode(parts[2]), expected):
-            return None
-        payload = json.loads(_b64url_decode(parts[1]))
-    except ValueError:  # bad base64 or bad JSON (binascii.Error is a ValueError)
-        return None
-    if not isinstance(payload, dict):
-        return None
-    user, exp = payload.get("name"), payload.get("exp")
-    if not isinstance(user, str) or not is_valid_user(user) or not isinstance(exp, int):
-        return None
-    return user if exp > now else None
-
-
-# --- signed asset URLs ----------------------------------------------------------------------
 
 
 def _iso(ts: float) -> str:
@@ -165,13 +27,13 @@ def asset_query(asset_path: str, secret: str, now: float) -> str:
     The signature covers the validity window too, so se cannot be stretched by the client.
     """
     st, se = _iso(now), _iso(now + ASSET_URL_LIFETIME)
-    return f"st={st}&se={se}&sig={_sign(secret, f'{asset_path}|{st}|{se}')}"
+    return f"st={st}&se={se}&sig={sign(secret, f'{asset_path}|{st}|{se}')}"
 
 
 def check_asset_signature(
     asset_path: str, st: str, se: str, sig: str, secret: str, now: float
 ) -> bool:
-    if not hmac.compare_digest(sig, _sign(secret, f"{asset_path}|{st}|{se}")):
+    if not hmac.compare_digest(sig, sign(secret, f"{asset_path}|{st}|{se}")):
         return False
     # ISO-8601 UTC strings of one fixed format compare correctly as text.
     return _iso(now) < se

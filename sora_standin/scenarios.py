@@ -71,21 +71,6 @@ def _check_value(name: str, key: str, value: Any, default: Any) -> None:
         raise ValueError(f"{name}: {key} must be a number >= 0")
 
 
-def check_page_variant(variant: Any) -> dict[str, Any]:
-    """A validated copy of a page variant; raises ValueError naming what is accepted."""
-    if not isinstance(variant, dict):
-        raise ValueError("the page variant must be an object")
-    for key, value in variant.items():
-        allowed = PAGE_VARIANTS.get(key)
-        if allowed is None:
-            raise ValueError(f"unknown page variant {key!r} (valid: {', '.join(PAGE_VARIANTS)})")
-        # Compare types too: 1 == True would otherwise pass for a boolean key.
-        if not any(type(value) is type(a) and value == a for a in allowed):
-            choices = ", ".join(repr(a) for a in allowed)
-            raise ValueError(f"page variant {key}={value!r} is not one of {choices}")
-    return dict(variant)
-
-
 class Scenarios(Switches):
     """Armed scenarios; every method is safe to call from the server's threads."""
 

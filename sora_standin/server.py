@@ -14,29 +14,19 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import sys
-import threading
 import time
-import traceback
 from collections import Counter
-from collections.abc import Callable
 from html import escape
-from http.server import BaseHTTPRequestHandler
-from importlib import resources
-from typing import Any, cast
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from typing import Any
+from urllib.parse import quote, unquote
 
-from standin_kit import StandInApp, TrackedServer
 from standin_kit import is_loopback as is_loopback  # imported from here by __main__ and others
+from standin_kit import sessions
+from standin_kit.handler import STATIC_TYPES, HTTPError, SiteHandler, control_routes, route_table
+from standin_kit.site import SiteStandIn
 
 from . import auth, images, scenarios, tasks
 
-MAX_BODY = 1 << 20
-STATIC_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-}
 TOKEN_EXPIRED = "Your authentication token has expired. Please try signing in again."
 PHONE_VERIFICATION = "Verify your phone number to continue."
 _ASSET_RE = re.compile(
@@ -67,11 +57,6 @@ _REFUSALS: dict[str, tuple[int, str, str, str]] = {
 }
 
 
-def _static_file(name: str) -> bytes | None:
-    entry = resources.files(__package__).joinpath("static", name)
-    return entry.read_bytes() if entry.is_file() else None
-
-
 def _with_page_config(page: bytes, config: dict[str, Any]) -> bytes:
     """index.html with a JSON config that app.js reads before building the page."""
     # "<" escaped so that no value can close the script element early.
@@ -81,7 +66,7 @@ def _with_page_config(page: bytes, config: dict[str, Any]) -> bytes:
     return page.replace(app, tag.encode() + app, 1)
 
 
-class _HTTPError(Exception):
+class _HTTPError(HTTPError):
     """Raised by route code to answer with the API error shape."""
 
     def __init__(
@@ -93,14 +78,18 @@ class _HTTPError(Exception):
         type_: str = "invalid_request_error",
         extra: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.param, self.type = status, code, param, type_
+        super().__init__(status, message)
+        self.code, self.param, self.type = code, param, type_
         self.message = message
         # Fields some errors carry both inside "error" and beside it (access_resets_in_seconds).
         self.extra = extra or {}
 
+    def body(self) -> dict[str, Any]:
+        shape = {"message": self.message, "type": self.type, "param": self.param}
+        return {"error": {**shape, "code": self.code, **self.extra}, **self.extra}
 
-class StandIn(StandInApp):
+
+class StandIn(SiteStandIn):
     """A local stand-in for the Sora web app, served from a daemon thread."""
 
     def __init__(
@@ -111,71 +100,28 @@ class StandIn(StandInApp):
         secret: str = "standin-secret",
         verbose: bool = False,
     ) -> None:
-        super().__init__(host, port, _Handler, join_timeout=5)
-        self.delay = delay
-        self.secret = secret
-        self.verbose = verbose
+        super().__init__(
+            host,
+            port,
+            _Handler,
+            scenarios=scenarios.Scenarios(),
+            page_variants=scenarios.PAGE_VARIANTS,
+            delay=delay,
+            secret=secret,
+            verbose=verbose,
+        )
         # None = no limit. The real site allows about 3 tasks in progress per account.
         self.max_concurrent: int | None = None
         self.submissions: list[dict[str, Any]] = []
         self.full_size_requests: Counter[str] = Counter()  # task id -> requests of its images
         self.tasks = tasks.TaskStore()
-        self._scenarios = scenarios.Scenarios()
-        self._page_variant: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self._emails: dict[str, str] = {}
-        self._revocations = 0
         # Users whose page showed the phone verification dialog: their POSTs are refused.
         self._phone_blocked: set[str] = set()
 
-    def storage_state(
-        self, user: str = "demo", valid_for: float = auth.SESSION_LIFETIME
-    ) -> dict[str, Any]:
-        return auth.make_storage_state(self.base_url, user, self.session_secret, valid_for)
-
-    # --- failure modes and page variants (see scenarios.py) -------------------------------
-
-    def scenario(self, name: str, count: int | None = 1, **params: Any) -> None:
-        """Arm a failure mode for the next `count` occurrences (None: until cleared)."""
-        self._scenarios.arm(name, count, params)
-
     def clear_scenarios(self) -> None:
-        self._scenarios.clear()
+        super().clear_scenarios()
         with self._lock:
             self._phone_blocked.clear()
-
-    def armed_scenarios(self) -> dict[str, dict[str, Any]]:
-        """{name: {"remaining": n or None, "params": {...}}} for what is still armed."""
-        return self._scenarios.snapshot()
-
-    def fire(self, *names: str) -> tuple[str, dict[str, Any]] | None:
-        """Consume one occurrence of the earliest armed of `names`: (name, params) or None."""
-        return self._scenarios.take(names)
-
-    @property
-    def page_variant(self) -> dict[str, Any]:
-        """DOM variants of the composer page; {} is the default page."""
-        return self._page_variant
-
-    @page_variant.setter
-    def page_variant(self, variant: dict[str, Any]) -> None:
-        self._page_variant = scenarios.check_page_variant(variant)
-
-    @property
-    def session_secret(self) -> str:
-        """Signs session cookies and bearer tokens; revoke_sessions() changes it.
-
-        Asset URLs keep the plain secret: like the real signed CDN URLs, they do not depend
-        on the session.
-        """
-        with self._lock:
-            revocations = self._revocations
-        return self.secret if revocations == 0 else f"{self.secret}#revoked-{revocations}"
-
-    def revoke_sessions(self) -> None:
-        """Every session cookie and token issued so far stops working; new ones work."""
-        with self._lock:
-            self._revocations += 1
 
     def set_phone_blocked(self, user: str, blocked: bool) -> None:
         with self._lock:
@@ -187,14 +133,6 @@ class StandIn(StandInApp):
     def is_phone_blocked(self, user: str) -> bool:
         with self._lock:
             return user in self._phone_blocked
-
-    def email_of(self, user: str) -> str:
-        with self._lock:
-            return self._emails.get(user, f"{user}@example.com")
-
-    def remember_email(self, user: str, email: str) -> None:
-        with self._lock:
-            self._emails[user] = email
 
     def record_submission(self, entry: dict[str, Any]) -> None:
         with self._lock:
@@ -209,159 +147,34 @@ class StandIn(StandInApp):
             return list(self.submissions)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like a browser expects from a real site
+class _Handler(SiteHandler[StandIn]):
     server_version = "sora-standin"
-    timeout = 30  # idle keep-alive connections must not hold a thread forever
-    # The headers and the body go out in two writes: with Nagle's algorithm on, the second
-    # waits for the client's delayed ACK, which added about 40 ms to every request on a
-    # reused connection. Real web servers set TCP_NODELAY.
-    disable_nagle_algorithm = True
+    static_package = "sora_standin"
 
-    # Set per request by _dispatch.
-    query: dict[str, list[str]]
-    body: bytes
-    user: str | None
-    server_header: str | None  # replaces the Server header (Cloudflare pages)
+    def refusal(
+        self, status: int, message: str, code: str | None = None, param: str | None = None
+    ) -> HTTPError:
+        return _HTTPError(status, message, code, param)
 
-    @property
-    def app(self) -> StandIn:
-        return cast("TrackedServer[StandIn]", self.server).app
+    def gate(self, path: str) -> bool:
+        if path.startswith("/backend/"):
+            self.user = self._bearer_user()
+            # A valid token refused anyway, as when the site's token expires early.
+            if self.app.fire("token_expired"):
+                raise _HTTPError(401, TOKEN_EXPIRED, "token_expired")
+        return False
 
-    # --- plumbing -------------------------------------------------------------------------
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.app.verbose:
-            super().log_message(format, *args)
-
-    def version_string(self) -> str:
-        return getattr(self, "server_header", None) or super().version_string()
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_HEAD(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def _dispatch(self, method: str) -> None:
-        try:
-            parts = urlsplit(self.path)
-            self.query = parse_qs(parts.query)
-            # Read the body before anything can fail, or it would poison the kept-alive stream.
-            self.body = self._read_body()
-            self.user = None
-            self.server_header = None
-            if parts.path.startswith("/backend/"):
-                self.user = self._bearer_user()
-                # A valid token refused anyway, as when the site's token expires early.
-                if self.app.fire("token_expired"):
-                    raise _HTTPError(401, TOKEN_EXPIRED, "token_expired")
-            self._route(method, parts.path)
-        except _HTTPError as error:
-            self._error(error)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the browser gave up on this request (e.g. an image scrolled away)
-        except Exception:
-            traceback.print_exc(file=sys.stderr)
-            self._error(_HTTPError(500, "Internal error in the stand-in", "internal_error"))
-
-    def _read_body(self) -> bytes:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            raise _HTTPError(400, "Invalid Content-Length", "invalid_request")
-        if length > MAX_BODY:
-            self.close_connection = True
-            raise _HTTPError(413, "Request body too large", "payload_too_large")
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _route(self, method: str, path: str) -> None:
-        allowed = False
-        for route_method, pattern, handler in ROUTES:
-            match = pattern.fullmatch(path)
-            if match is None:
-                continue
-            if route_method == method:
-                handler(self, match)
-                return
-            allowed = True
-        if allowed:
-            raise _HTTPError(405, f"Method {method} not allowed on {path}", "method_not_allowed")
-        raise _HTTPError(404, f"Not found: {path}", "not_found")
-
-    def _send(
-        self,
-        status: int,
-        body: bytes,
-        content_type: str,
-        headers: list[tuple[str, str]] | None = None,
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers or []:
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _json(self, status: int, value: Any, headers: list[tuple[str, str]] | None = None) -> None:
-        body = json.dumps(value).encode()
-        extra = [("Cache-Control", "no-store"), *(headers or [])]
-        self._send(status, body, "application/json", extra)
-
-    def _error(self, error: _HTTPError) -> None:
-        shape = {"message": error.message, "type": error.type, "param": error.param}
-        body = {"error": {**shape, "code": error.code, **error.extra}, **error.extra}
-        self._json(error.status, body)
-
-    def _redirect(self, location: str, status: int = 302, cookies: list[str] | None = None) -> None:
-        headers = [("Location", location), ("Cache-Control", "no-store")]
-        headers += [("Set-Cookie", cookie) for cookie in cookies or []]
-        self._send(status, b"", "text/plain", headers)
-
-    def _json_body(self) -> dict[str, Any]:
-        try:
-            value = json.loads(self.body or b"null")
-        except ValueError:
-            raise _HTTPError(400, "Request body is not valid JSON", "invalid_json") from None
-        if not isinstance(value, dict):
-            raise _HTTPError(400, "Request body must be a JSON object", "invalid_json")
-        return value
-
-    def _int_query(self, name: str, default: int, low: int, high: int) -> int:
-        text = self.query.get(name, [str(default)])[0]
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if not low <= value <= high:
-            raise _HTTPError(400, f"{name} must be an integer from {low} to {high}", param=name)
-        return value
+    def new_device_id(self) -> str:
+        return tasks.new_id("did").removeprefix("did_")
 
     # --- authentication -------------------------------------------------------------------
 
-    def _cookies(self) -> dict[str, str]:
-        # A plain split: http.cookies drops every cookie after one it cannot parse.
-        cookies: dict[str, str] = {}
-        for item in (self.headers.get("Cookie") or "").split(";"):
-            name, sep, value = item.strip().partition("=")
-            if sep:
-                cookies.setdefault(name, value)
-        return cookies
-
     def _session(self) -> tuple[str, int] | None:
         cookies = self._cookies()
-        for name in (auth.SESSION_COOKIE, auth.LEGACY_SESSION_COOKIE):
+        for name in (sessions.SESSION_COOKIE, auth.LEGACY_SESSION_COOKIE):
             if name in cookies:
                 secret = self.app.session_secret
-                session = auth.parse_session_value(cookies[name], secret, time.time())
+                session = sessions.parse_session_value(cookies[name], secret, time.time())
                 if session is not None:
                     return session
         return None
@@ -371,16 +184,10 @@ class _Handler(BaseHTTPRequestHandler):
         scheme, _, token = header.partition(" ")
         user = None
         if scheme.lower() == "bearer" and token:
-            user = auth.parse_access_token(token.strip(), self.app.session_secret, time.time())
+            user = sessions.parse_access_token(token.strip(), self.app.session_secret, time.time())
         if user is None:
             raise _HTTPError(401, TOKEN_EXPIRED, "token_expired")
         return user
-
-    def _device_cookie(self) -> list[str]:
-        if auth.DEVICE_COOKIE in self._cookies():
-            return []
-        device = tasks.new_id("did").removeprefix("did_")
-        return [f"{auth.DEVICE_COOKIE}={device}; Path=/; Max-Age=31536000; SameSite=Lax"]
 
     # --- pages ----------------------------------------------------------------------------
 
@@ -392,16 +199,10 @@ class _Handler(BaseHTTPRequestHandler):
         block = fired[1]["block"]
         ray = secrets.token_hex(8) + "-AMS"
         host = escape(self.headers.get("Host") or "sora.com")
-        template = _static_file("cloudflare_block.html" if block else "cloudflare_challenge.html")
+        name = "cloudflare_block.html" if block else "cloudflare_challenge.html"
+        template = self._static_file(name)
         page = (template or b"").decode().replace("{{ray}}", ray).replace("{{host}}", host)
-        headers = [
-            ("Cache-Control", "private, max-age=0, no-store, no-cache, must-revalidate"),
-            ("CF-RAY", ray),
-        ]
-        if not block:
-            headers.append(("cf-mitigated", "challenge"))
-        self.server_header = "cloudflare"
-        self._send(403, page.encode(), "text/html; charset=UTF-8", headers)
+        self._send_cloudflare(page, ray, challenge=not block)
         return True
 
     def page_index(self, match: re.Match[str]) -> None:
@@ -414,55 +215,13 @@ class _Handler(BaseHTTPRequestHandler):
         phone = self.app.fire("phone_verification") is not None
         # The account stays blocked until a page load comes without the dialog.
         self.app.set_phone_blocked(session[0], phone)
-        # Checked here too: page_variant is a plain dict that tests may edit in place.
-        variant = scenarios.check_page_variant(self.app.page_variant)
-        body = _static_file("index.html") or b""
+        variant = self.app.checked_page_variant()
+        body = self._static_file("index.html") or b""
         if variant or phone:
             body = _with_page_config(body, {"variant": variant, "phone_verification": phone})
         headers = [("Cache-Control", "no-store")]
         headers += [("Set-Cookie", cookie) for cookie in self._device_cookie()]
         self._send(200, body, STATIC_TYPES[".html"], headers)
-
-    def page_login(self, match: re.Match[str]) -> None:
-        self._login_form(200, self.query.get("next", ["/"])[0], "")
-
-    def _login_form(self, status: int, next_path: str, error: str) -> None:
-        template = (_static_file("login.html") or b"").decode()
-        error_html = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
-        page = template.replace("{{next}}", escape(next_path)).replace("{{error}}", error_html)
-        self._send(status, page.encode(), STATIC_TYPES[".html"], [("Cache-Control", "no-store")])
-
-    def login_submit(self, match: re.Match[str]) -> None:
-        form = parse_qs(self.body.decode("utf-8", "replace"))
-        email = form.get("email", [""])[0].strip()
-        next_path = form.get("next", ["/"])[0]
-        # Only same-site paths: never let the login form redirect elsewhere.
-        if not next_path.startswith("/") or next_path.startswith(("//", "/\\")):
-            next_path = "/"
-        local, at, domain = email.partition("@")
-        user = re.sub(r"[^a-z0-9._-]", "-", local.lower()).lstrip("._-")[:64]
-        if not at or not domain or not auth.is_valid_user(user):
-            self._login_form(400, next_path, "Enter a valid email address.")
-            return
-        self.app.remember_email(user, email)
-        expires = int(time.time() + auth.SESSION_LIFETIME)
-        value = auth.make_session_value(user, expires, self.app.session_secret)
-        session_cookie = (
-            f"{auth.SESSION_COOKIE}={value}; Path=/; Max-Age={int(auth.SESSION_LIFETIME)}; "
-            "HttpOnly; Secure; SameSite=Lax"
-        )
-        self._redirect(next_path, 303, [session_cookie, *self._device_cookie()])
-
-    def static(self, match: re.Match[str]) -> None:
-        name = match["name"]
-        suffix = name[name.rfind(".") :] if "." in name else ""
-        body = _static_file(name) if suffix in STATIC_TYPES else None
-        if body is None:
-            raise _HTTPError(404, f"Not found: {self.path}", "not_found")
-        self._send(200, body, STATIC_TYPES[suffix], [("Cache-Control", "no-cache")])
-
-    def favicon(self, match: re.Match[str]) -> None:
-        self._send(204, b"", "image/x-icon")
 
     # --- API ------------------------------------------------------------------------------
 
@@ -476,11 +235,11 @@ class _Handler(BaseHTTPRequestHandler):
         user, expires = session
         email = self.app.email_of(user)
         secret = self.app.session_secret
-        token = auth.make_access_token(user, email, expires, secret, time.time())
+        token = sessions.make_access_token(user, email, expires, secret, time.time())
         self._json(
             200,
             {
-                "user": {"id": auth.user_id(user), "name": user, "email": email},
+                "user": {"id": sessions.user_id(user), "name": user, "email": email},
                 "expires": tasks.iso(expires),
                 "accessToken": token,
             },
@@ -632,24 +391,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- control endpoints (tests, bench, demo) ---------------------------------------------
 
-    def health(self, match: re.Match[str]) -> None:
-        self._json(200, {"ok": True})
-
     def submissions(self, match: re.Match[str]) -> None:
         self._json(200, self.app.submissions_snapshot())
 
     def config(self, match: re.Match[str]) -> None:
         body = self._json_body()
-        if "page" in body:
-            try:
-                self.app.page_variant = body["page"]
-            except ValueError as error:
-                raise _HTTPError(400, str(error), "invalid_page_variant", "page") from None
-        if "delay" in body:
-            delay = body["delay"]
-            if type(delay) not in (int, float) or delay < 0:
-                raise _HTTPError(400, "delay must be a number >= 0", param="delay")
-            self.app.delay = float(delay)
+        self._configure(body)
         if "max_concurrent" in body:
             limit = body["max_concurrent"]
             if limit is not None and (type(limit) is not int or limit < 1):
@@ -658,35 +405,9 @@ class _Handler(BaseHTTPRequestHandler):
         # The page variant is reported by GET /_standin/scenarios: this answer keeps its shape.
         self._json(200, {"delay": self.app.delay, "max_concurrent": self.app.max_concurrent})
 
-    def arm_scenario(self, match: re.Match[str]) -> None:
-        body = self._json_body()
-        name, count, params = body.get("name"), body.get("count", 1), body.get("params", {})
-        if not isinstance(name, str) or not isinstance(params, dict):
-            raise _HTTPError(400, "expected {name: string, count, params: object}", "invalid")
-        try:
-            self.app.scenario(name, count, **params)
-        except ValueError as error:
-            raise _HTTPError(400, str(error), "invalid_scenario") from None
-        self.list_scenarios(match)
 
-    def list_scenarios(self, match: re.Match[str]) -> None:
-        armed = self.app.armed_scenarios()
-        self._json(200, {"scenarios": armed, "page": self.app.page_variant})
-
-    def clear(self, match: re.Match[str]) -> None:
-        self.app.clear_scenarios()
-        self.app.page_variant = {}
-        self.list_scenarios(match)
-
-    def revoke(self, match: re.Match[str]) -> None:
-        self.app.revoke_sessions()
-        self._json(200, {"revoked": True})
-
-
-Handler = Callable[[_Handler, "re.Match[str]"], None]
-ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
-    (method, re.compile(pattern), handler)
-    for method, pattern, handler in [
+_Handler.routes = route_table(
+    [
         ("GET", r"/", _Handler.page_index),
         ("GET", r"/login", _Handler.page_login),
         ("POST", r"/login", _Handler.login_submit),
@@ -698,14 +419,10 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", r"/backend/video_gen/(?P<task_id>task_[0-9a-z]+)", _Handler.get_task),
         ("GET", r"/backend/v2/list_tasks", _Handler.list_tasks),
         ("GET", r"/vg-assets/(?P<path>.+)", _Handler.asset),
-        ("GET", r"/_standin/health", _Handler.health),
         ("GET", r"/_standin/submissions", _Handler.submissions),
         ("POST", r"/_standin/config", _Handler.config),
-        ("POST", r"/_standin/scenario", _Handler.arm_scenario),
-        ("GET", r"/_standin/scenarios", _Handler.list_scenarios),
-        ("POST", r"/_standin/clear", _Handler.clear),
-        ("POST", r"/_standin/revoke", _Handler.revoke),
+        *control_routes("/_standin"),
     ]
-]
+)
 
 __all__ = ["StandIn", "is_loopback"]

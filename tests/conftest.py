@@ -1,11 +1,15 @@
 """Shared fixtures: the stand-in of Sora, a home folder with a session, daemon processes
-(started by standin_kit.process, the one way to start them), stopped after each test."""
+(started by standin_kit.process, the one way to start them), stopped after each test; real
+Chromium for the stand-ins' pages; wait_for() where a test has no event to wait on."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,13 +36,48 @@ def standin(standin_server: StandIn) -> Iterator[StandIn]:
 
 
 @pytest.fixture
-def home(tmp_path: Path, standin: StandIn) -> Path:
+def site_session(standin: StandIn) -> dict[str, Any]:
+    """The session saved in `home`: one for the stand-in of Sora. A test module of another
+    site overrides this fixture with its own stand-in's storage_state()."""
+    return standin.storage_state()
+
+
+@pytest.fixture
+def home(tmp_path: Path, site_session: dict[str, Any]) -> Path:
     """A daemon home with the runtime folders' parent, a valid session and an empty inbox."""
     (tmp_path / "inbox").mkdir()
     session = tmp_path / "session.json"
-    session.write_text(json.dumps(standin.storage_state()), encoding="utf-8")
+    session.write_text(json.dumps(site_session), encoding="utf-8")
     session.chmod(0o600)
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Real Chromium, found and launched as the daemon does; one per test module."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from sora_driver.browser import BrowserNotFound, find_browser, launch
+
+    try:
+        executable = find_browser(os.environ.get("SORA_BROWSER_PATH"))  # before Playwright
+    except BrowserNotFound as error:
+        pytest.skip(str(error))
+    with sync_api.sync_playwright() as playwright:
+        chromium = launch(playwright, executable, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds (for what
+    has no event to wait on, such as the stand-ins' clocks)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"condition not met within {timeout} s")
 
 
 # What every test daemon runs with unless its test says otherwise: short waits, one worker.

@@ -86,7 +86,7 @@ def test_openai_backend_measures_its_four_numbers() -> None:
     assert 0 < run["first_call_s"] < run["answered_s"] < run["wall_s"]
     assert run["peak_in_flight"] == raw["concurrency"]
     answers = raw["answer_to_image_s"]
-    assert len(answers["alone"]) == len(answers["one_input"]) == 10
+    assert len(answers["alone"]) == len(answers["one_input"]) == raw["singles"] > 0
     assert all(0 < s < 10 for case in answers.values() for s in case)
     memory = raw["memory"]
     assert memory["samples"] and all(rss > 10 * 1024 for _, _, rss in memory["samples"])

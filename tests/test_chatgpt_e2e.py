@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -48,20 +49,9 @@ def site(chatgpt: StandIn) -> Iterator[StandIn]:
 
 
 @pytest.fixture
-def home(tmp_path: Path, site: StandIn) -> Path:
-    (tmp_path / "inbox").mkdir()
-    session = tmp_path / "session.json"
-    session.write_text(json.dumps(site.storage_state()), encoding="utf-8")
-    session.chmod(0o600)
-    return tmp_path
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
+def site_session(site: StandIn) -> dict[str, Any]:
+    """The session conftest's `home` holds: the ChatGPT stand-in's."""
+    return site.storage_state()
 
 
 def start(home: Path, site: StandIn, daemons: list[Daemon], *args: str, **env: str) -> Daemon:

@@ -18,23 +18,13 @@ from PIL import Image
 
 from chatgpt_standin import StandIn
 from standin_kit.process import StandInServer, run_standin
+from tests.conftest import wait_for
 
 SECRET = "test-secret"
 DELAY = 0.4
 SENTINEL = "OpenAI-Sentinel-Chat-Requirements-Token"
 REQUIREMENTS = "/backend-api/sentinel/chat-requirements"
 FOX = "Generate two images of a red fox in the snow, portrait"
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll `check` until it returns something truthy (the stand-in's clock has no event)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -351,21 +341,6 @@ def test_command_line(tmp_path: Path) -> None:
 
 
 # -- the page in real Chromium ----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    from sora_driver.browser import BrowserNotFound, find_browser, launch
-
-    try:
-        executable = find_browser(os.environ.get("SORA_BROWSER_PATH"))  # before Playwright
-    except BrowserNotFound as error:
-        pytest.skip(str(error))
-    with sync_api.sync_playwright() as playwright:
-        chromium = launch(playwright, executable, headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -5,13 +5,11 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import os
 import signal
 import stat
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from PIL import Image
 
 from sora_standin import StandIn, make_storage_state
 from standin_kit.process import StandInServer, run_standin
+from tests.conftest import wait_for
 
 SECRET = "test-secret"
 TASK_KEYS = {
@@ -79,17 +78,6 @@ def call(
 
 def cookie_header(state: dict[str, Any]) -> dict[str, str]:
     return {"Cookie": "; ".join(f"{c['name']}={c['value']}" for c in state["cookies"])}
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 @pytest.fixture
@@ -359,61 +347,51 @@ def test_cli_serves_until_sigterm_and_writes_sessions(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-def test_page_in_real_chromium(standin: StandIn) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    executable = os.environ.get("SORA_BROWSER_PATH", "/usr/bin/chromium")
-    if not Path(executable).exists():
-        pytest.skip(f"no Chromium at {executable}")
-    args = ["--disable-background-networking", "--disable-component-update", "--no-first-run"]
-    args.append("--disable-sync")
-    if os.geteuid() == 0:
-        args.append("--no-sandbox")
+def test_page_in_real_chromium(standin: StandIn, browser: Any) -> None:
     standin.delay = 0.6
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=args)
-        try:
-            context = browser.new_context(storage_state=standin.storage_state())
-            page = context.new_page()
-            page.goto(standin.base_url + "/")
-            composer = page.get_by_placeholder("Describe your image...")
-            create = page.get_by_role("button", name="Create image")
-            # A value set without an input event must not enable the button (React-like).
-            composer.evaluate("element => { element.value = 'sneaky' }")
-            assert create.is_disabled()
-            composer.fill("")
+    context = browser.new_context(storage_state=standin.storage_state())
+    try:
+        page = context.new_page()
+        page.goto(standin.base_url + "/")
+        composer = page.get_by_placeholder("Describe your image...")
+        create = page.get_by_role("button", name="Create image")
+        # A value set without an input event must not enable the button (React-like).
+        composer.evaluate("element => { element.value = 'sneaky' }")
+        assert create.is_disabled()
+        composer.fill("")
 
-            page.get_by_role("button", name="Settings").click()
-            page.locator('[role="menu"][data-state="open"]').get_by_text("3:2").click()
-            page.get_by_role("button", name="Settings").click()
-            page.get_by_role("menuitemradio", name="2 images").click()
+        page.get_by_role("button", name="Settings").click()
+        page.locator('[role="menu"][data-state="open"]').get_by_text("3:2").click()
+        page.get_by_role("button", name="Settings").click()
+        page.get_by_role("menuitemradio", name="2 images").click()
 
-            composer.click()
-            page.keyboard.type("a paper boat on a pond")
-            assert create.is_enabled()
-            create.click()
+        composer.click()
+        page.keyboard.type("a paper boat on a pond")
+        assert create.is_enabled()
+        create.click()
 
-            tile = page.wait_for_selector(
-                '[data-status="succeeded"] img[data-generation-id]', timeout=8000
-            )
-            assert tile is not None
-            sources = page.eval_on_selector_all(
-                '[data-status="succeeded"] img', "images => images.map(i => i.src)"
-            )
-            assert len(sources) == 2
-            assert all("_thumb.webp" in src for src in sources)
-            page.wait_for_selector('[role="status"]:has-text("Your image is ready")')
-            assert composer.input_value() == ""
+        tile = page.wait_for_selector(
+            '[data-status="succeeded"] img[data-generation-id]', timeout=8000
+        )
+        assert tile is not None
+        sources = page.eval_on_selector_all(
+            '[data-status="succeeded"] img', "images => images.map(i => i.src)"
+        )
+        assert len(sources) == 2
+        assert all("_thumb.webp" in src for src in sources)
+        page.wait_for_selector('[role="status"]:has-text("Your image is ready")')
+        assert composer.input_value() == ""
 
-            token = page.evaluate(
-                "fetch('/api/auth/session').then(r => r.json()).then(s => s.accessToken)"
-            )
-            listing = call(
-                f"{standin.base_url}/backend/v2/list_tasks?limit=20",
-                headers={"Authorization": f"Bearer {token}"},
-            ).json()
-            (task,) = listing["task_responses"]
-            assert task["status"] == "succeeded" and task["prompt"] == "a paper boat on a pond"
-            assert (task["n_variants"], task["width"], task["height"]) == (2, 720, 480)
-            assert standin.submissions[0]["type"] == "image_gen"
-        finally:
-            browser.close()
+        token = page.evaluate(
+            "fetch('/api/auth/session').then(r => r.json()).then(s => s.accessToken)"
+        )
+        listing = call(
+            f"{standin.base_url}/backend/v2/list_tasks?limit=20",
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()
+        (task,) = listing["task_responses"]
+        assert task["status"] == "succeeded" and task["prompt"] == "a paper boat on a pond"
+        assert (task["n_variants"], task["width"], task["height"]) == (2, 720, 480)
+        assert standin.submissions[0]["type"] == "image_gen"
+    finally:
+        context.close()

@@ -7,22 +7,21 @@ them (what is on screen, what a click at a position hits) and used the way a use
 from __future__ import annotations
 
 import io
-import os
 import re
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
 # pytest puts tests/ on sys.path (no __init__.py there): share the HTTP helpers.
-from test_standin import call, cookie_header, wait_for
+from test_standin import call, cookie_header
 
 from sora_standin import StandIn, auth
 from sora_standin.scenarios import NAMES
+from tests.conftest import wait_for
 
 SECRET = "scenario-secret"
 PROMPT_BODY: dict[str, Any] = {
@@ -369,22 +368,6 @@ def test_revoke_sessions(standin: StandIn, bearer: dict[str, str]) -> None:
 
 
 # --- the page in real Chromium -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    executable = os.environ.get("SORA_BROWSER_PATH", "/usr/bin/chromium")
-    if not Path(executable).exists():
-        pytest.skip(f"no Chromium at {executable}")
-    args = ["--disable-background-networking", "--disable-component-update", "--no-first-run"]
-    args.append("--disable-sync")
-    if os.geteuid() == 0:
-        args.append("--no-sandbox")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=args)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -488,7 +488,7 @@ def run(quick: bool, log: Log) -> Result:
     concurrency = 4 if quick else 8
     count = 8 if quick else 24
     runs = 1 if quick else 3
-    singles = 10 if quick else 50
+    singles = 4 if quick else 50
     total, per_input, warmup = (50, 10, 10) if quick else (1000, 10, 20)
     starts = 2 if quick else 5
     load_before = os.getloadavg()[0]
@@ -762,6 +762,7 @@ def report(
                 }
                 for r in runs
             ],
+            "singles": len(alone),
             "answer_to_image_s": {
                 "alone": to(alone),
                 "one_input": to(batched),

@@ -94,7 +94,7 @@ def naive_runs(standin: StandInProcess, jobs: int, runs: int, log: Log) -> list[
 
 def run(quick: bool, log: Log) -> Result:
     delay = 0.3 if quick else 1.0
-    jobs = 3 if quick else 10
+    jobs = 2 if quick else 10
     runs = 1 if quick else 3
     with StandInProcess(delay) as standin:
         warm, measured = warm_runs(standin, jobs, runs, log)

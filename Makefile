@@ -41,7 +41,7 @@ lint: install
 	$(PY) -m mypy
 
 test: browser local lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 unit: local
 	$(PY) -m pytest -q -m "not e2e"

@@ -10,11 +10,10 @@ the real site's `__Secure-` cookie there too (the tests check it through a cooki
 
 from __future__ import annotations
 
-import base64
 import hmac
 import json
 
-from standin_kit.sessions import b64url_decode, sign
+from standin_kit.sessions import b64url, b64url_decode, sign
 
 # The page fetches a chat-requirements token before each send; it lives a few minutes.
 SENTINEL_LIFETIME = 600.0
@@ -27,7 +26,7 @@ def make_sentinel_token(user: str, secret: str, now: float) -> str:
     """An opaque token bound to the user, as POST /backend-api/sentinel/chat-requirements
     hands it to the page."""
     payload = json.dumps({"u": user, "exp": int(now + SENTINEL_LIFETIME)}, separators=(",", ":"))
-    body = base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode()
+    body = b64url(payload.encode())
     return f"{SENTINEL_PREFIX}{body}.{sign(secret, 'sentinel:' + body)[:32]}"
 
 

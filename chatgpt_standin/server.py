@@ -13,13 +13,10 @@ Control endpoints, for tests, the benchmark and the demo (in-process, use StandI
 
 from __future__ import annotations
 
-import json
 import re
-import secrets
 import time
 import uuid
 from collections.abc import Iterable
-from html import escape
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -30,6 +27,7 @@ from standin_kit.handler import (
     HTTPError,
     SiteHandler,
     control_routes,
+    page_config,
     route_table,
 )
 from standin_kit.site import SiteStandIn
@@ -61,14 +59,7 @@ BUSY_TEXT = (
 )
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _PAGES = {"/": "chat", "/images/": "images"}
-
-
-def _with_page_config(page: bytes, config: dict[str, Any]) -> bytes:
-    """index.html with a JSON config that app.js reads before building the page."""
-    # "<" escaped so that no value can close the script element early.
-    data = json.dumps(config).replace("<", "\\u003c")
-    tag = f'<script id="standin-page" type="application/json">{data}</script>'
-    return page.replace(b"<!--standin-page-->", tag.encode(), 1)
+PAGE_CONFIG_ANCHOR = b"<!--standin-page-->"  # in index.html: the page variant goes there
 
 
 class _HTTPError(HTTPError):
@@ -135,6 +126,8 @@ class _Handler(SiteHandler[StandIn]):
     NOT_ALLOWED = "Method Not Allowed"
     BAD_LENGTH = TOO_LARGE = "Invalid request body"
     QUERY_STATUS = 422
+    SITE_HOST = "chatgpt.com"
+    CHALLENGE_PAGE = "challenge.html"  # no block page: its challenge is all it shows
 
     def refusal(
         self, status: int, message: str, code: str | None = None, param: str | None = None
@@ -171,13 +164,9 @@ class _Handler(SiteHandler[StandIn]):
 
     def _backend_user(self) -> str:
         """The bearer's user, or the site's refusal (scenarios first, as the site's edge)."""
-        if self.app.fire("logged_out"):
+        if self.app.fire("logged_out") or not self.bearer_token():
             raise _HTTPError(401, MISSING_TOKEN)
-        header = self.headers.get("Authorization") or ""
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise _HTTPError(401, MISSING_TOKEN)
-        user = sessions.parse_access_token(token.strip(), self.app.session_secret, time.time())
+        user = self.bearer_user()
         if user is None:
             raise _HTTPError(401, TOKEN_EXPIRED)
         if self.app.fire("suspended"):
@@ -188,17 +177,6 @@ class _Handler(SiteHandler[StandIn]):
 
     # --- pages ----------------------------------------------------------------------------
 
-    def _cloudflare(self) -> bool:
-        """Answer with Cloudflare's challenge page if that scenario is armed."""
-        if self.app.fire("cloudflare") is None:
-            return False
-        ray = secrets.token_hex(8)
-        host = escape(self.headers.get("Host") or "chatgpt.com")
-        template = (self._static_file("challenge.html") or b"").decode()
-        page = template.replace("{{ray}}", ray).replace("{{host}}", host)
-        self._send_cloudflare(page, f"{ray}-AMS", challenge=True)
-        return True
-
     def page_shell(self, match: re.Match[str]) -> None:
         """The one HTML shell: app.js builds the page (and finds out if a session exists)."""
         if self._cloudflare():
@@ -206,7 +184,7 @@ class _Handler(SiteHandler[StandIn]):
         path = urlsplit(self.path).path
         variant = self.app.checked_page_variant()
         config = {"variant": variant, "workspace": _PAGES.get(path, "chat")}
-        body = _with_page_config(self._static_file("index.html") or b"", config)
+        body = page_config(self._static_file("index.html") or b"", config, PAGE_CONFIG_ANCHOR)
         headers = [NO_STORE, *(("Set-Cookie", c) for c in self._device_cookie())]
         self._send(200, body, STATIC_TYPES[".html"], headers)
 
@@ -226,20 +204,7 @@ class _Handler(SiteHandler[StandIn]):
         if session is None:
             self._json(200, {})
             return
-        user, expires = session
-        email = self.app.email_of(user)
-        token = sessions.make_access_token(
-            user, email, expires, self.app.session_secret, time.time()
-        )
-        self._json(
-            200,
-            {
-                "user": {"id": sessions.user_id(user), "name": user, "email": email},
-                "expires": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(expires)),
-                "accessToken": token,
-                "authProvider": "openai",
-            },
-        )
+        self._json(200, {**self.session_body(*session), "authProvider": "openai"})
 
     def chat_requirements(self, match: re.Match[str]) -> None:
         assert self.user is not None
@@ -343,8 +308,8 @@ class _Handler(SiteHandler[StandIn]):
             {
                 "id": c.id,
                 "title": c.title,
-                "create_time": _iso(c.created),
-                "update_time": _iso(c.update_time(now)),
+                "create_time": sessions.iso(c.created),
+                "update_time": sessions.iso(c.update_time(now)),
                 "is_archived": False,
             }
             for c in mine[offset : offset + limit]
@@ -371,7 +336,7 @@ class _Handler(SiteHandler[StandIn]):
                     "conversation_id": conversation.id,
                     "message_id": node.id,
                     "asset_pointer": f"sediment://{file_id}",
-                    "created_at": _iso(node.job.final_at),
+                    "created_at": sessions.iso(node.job.final_at),
                 }
             )
         self._json(200, {"items": items[:limit], "cursor": None})
@@ -431,10 +396,6 @@ _DESCRIPTION = (
     "soft morning light, a calm palette of blues and greens, and a clear subject in the middle "
     "of the frame."
 )
-
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}Z"
 
 
 def _read_send(body: dict[str, Any]) -> tuple[str, str, list[str], str | None]:

@@ -11,11 +11,10 @@ import dataclasses
 import os
 import threading
 from collections.abc import Callable, Mapping
-from urllib.parse import urlsplit
 
 from sora_driver.guarded import GuardedBackend
 from sora_driver.login import login as login_by_hand
-from sora_driver.session import status_lines
+from sora_driver.session import site_of, status_lines
 from sora_driver.settings import from_settings
 from sora_driver.sora_api import ASPECT_RATIOS
 from sora_driver.web import DriverConfig, SoraWebDriver
@@ -38,12 +37,9 @@ def capabilities(settings: Settings, environ: Mapping[str, str]) -> Capabilities
     return dataclasses.replace(CAPABILITIES, busy_seconds=3 * web.page_timeout)
 
 
-SoraWebBackend = GuardedBackend  # the name the registry and the tests know
-
-
 def create(
     settings: Settings, environ: Callable[[], Mapping[str, str]], stop: threading.Event
-) -> SoraWebBackend:
+) -> GuardedBackend:
     web = from_settings(settings, os.environ)  # fixed at start, like the core's settings
     driver = SoraWebDriver(
         DriverConfig(
@@ -71,6 +67,6 @@ def login(settings: Settings) -> int:
 def status(settings: Settings, environ: Mapping[str, str], offline: bool) -> tuple[list[str], bool]:
     """The saved session: there, private, and (unless ``offline``) accepted by the site."""
     web = from_settings(settings, environ)
-    site = urlsplit(web.base_url).netloc or web.base_url
+    site = site_of(web.base_url)
     lines, ok = status_lines(web.session_file, web.base_url, site, web.page_timeout, offline)
     return [f"backend: web, {web.base_url}", *lines], ok

@@ -7,8 +7,9 @@ sorts those first, then leaves the rest to ``api_error``.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sora_driver.diagnostics import short_url
 from sora_driver.errors import (
     CloudflareChallenge,
     PageError,
@@ -23,6 +24,9 @@ from sora_watcher.errors import (
     RateLimited,
     TaskFailed,
 )
+
+if TYPE_CHECKING:  # only for the type: a page is read, never driven, here
+    from playwright.sync_api import Page
 
 SESSION_CODES = {"token_expired", "token_invalidated", "invalid_jwt", "username_required"}
 CHALLENGE_MARKERS = ("Just a moment...", "Attention Required", "cf-challenge", "challenge-platform")
@@ -63,8 +67,21 @@ def blocked_by(text: str, where: str) -> GenerationError | None:
     return None
 
 
-def api_error(status: int, text: str, where: str) -> GenerationError:
-    """The error for a non-2xx answer of a ``/backend`` call."""
+def check_page_state(page: Page, login_markers: tuple[str, ...]) -> None:
+    """A page just loaded: ``SessionExpired`` if the site sent the browser to its login page
+    (its address holds one of ``login_markers``), else what ``blocked_by`` finds in it."""
+    if any(marker in page.url for marker in login_markers):
+        raise SessionExpired(f"the site sent the browser to its login page ({short_url(page.url)})")
+    blocked = blocked_by(f"{page.title()}\n{page.content()[:20000]}", short_url(page.url))
+    if blocked is not None:
+        raise blocked
+
+
+def api_error(
+    status: int, text: str, where: str, unknown_reset: float = LIMIT_RETRY_SECONDS
+) -> GenerationError:
+    """The error for a non-2xx answer of a ``/backend`` call; ``unknown_reset``: the wait
+    for a limit that does not say when it ends (each site knows its own limits)."""
     error = error_fields(text)
     code = str(error.get("code") or "")
     kind = str(error.get("type") or "")
@@ -83,7 +100,7 @@ def api_error(status: int, text: str, where: str) -> GenerationError:
         resets = error.get("access_resets_in_seconds")
         if isinstance(resets, (int, float)):
             return RateLimited(detail, resume_after=max(float(resets), MIN_RESET_SECONDS))
-        return RateLimited(detail, resume_after=LIMIT_RETRY_SECONDS)
+        return RateLimited(detail, resume_after=unknown_reset)
     if status >= 500 or code == "heavy_load" or status in TRANSIENT_STATUSES:
         return Overloaded(detail)
     if status == 400 and ("policy" in message.lower() or "moderation" in code or "policy" in code):

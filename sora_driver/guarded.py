@@ -28,7 +28,6 @@ class GuardedBackend:
 
     def __init__(self, driver: Driver, session_file: Path, site: str) -> None:
         self.driver = driver
-        self.session_file = session_file
         self._guarded = SessionGuard(session_file, site)
 
     def open(self) -> None:

@@ -17,18 +17,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from loguru import logger
 from playwright.sync_api import APIRequestContext, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
+from sora_driver.classify import api_error, blocked_by
 from sora_driver.errors import SESSION_MISSING_MESSAGE, PageError, SessionExpired, SessionMissing
 from sora_watcher.atomic import fingerprint
-from sora_watcher.errors import Fingerprint, QueueStopError, Resume
+from sora_watcher.errors import Fingerprint, GenerationError, QueueStopError, Resume
 from sora_watcher.status import age
 
 SESSION_PATH = "/api/auth/session"
 T = TypeVar("T")
+HttpError = Callable[[int, str, str], GenerationError]  # (status, text, where) -> its error
+
+
+def site_of(url: str) -> str:
+    """The site a URL names, as users know it ("chatgpt.com"): in hints and status lines."""
+    return urlsplit(url).netloc or url
 
 
 def session_url(base_url: str) -> str:
@@ -92,6 +100,17 @@ class SessionAnswer:
     @property
     def expires(self) -> str:
         return str(self.body.get("expires", "?")) if isinstance(self.body, dict) else "?"
+
+    def checked(self, url: str, http_error: HttpError = api_error) -> dict[str, Any]:
+        """The body of a valid session, asked at ``url``; else what the answer means: a
+        challenge or a phone check, an HTTP error (as ``http_error``, the site's own reading,
+        says), or ``require_valid``'s."""
+        blocked = blocked_by(self.text, f"GET {url}")
+        if blocked is not None:
+            raise blocked
+        if not self.ok:
+            raise http_error(self.status, self.text, SESSION_PATH)
+        return self.require_valid(url)
 
     def require_valid(self, url: str) -> dict[str, Any]:
         """The answer's body; ``PageError`` when it is not JSON, ``SessionExpired`` when the

@@ -7,10 +7,10 @@ command line can list the flags without loading Playwright.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sora_watcher.options import (
     Flags,
@@ -29,6 +29,8 @@ from sora_watcher.options import (
 
 if TYPE_CHECKING:  # only for the type: the core never imports a backend
     from sora_watcher.config import Settings
+
+SectionT = TypeVar("SectionT")
 
 # The options every web backend shares (the chatgpt-web section reads these very objects).
 SESSION_FILE = Option(
@@ -102,12 +104,25 @@ class WebSettings:
 check_fields(OPTIONS, WebSettings)
 
 
-def read_settings(flags: Flags, environ: Mapping[str, str], home: Path, debug: bool) -> WebSettings:
-    """The web section: flag > environment > default; ``home`` and ``debug`` are the core's."""
-    values = resolve(OPTIONS, flags, environ, home)
+def read_section(
+    table: Table,
+    cls: Callable[..., SectionT],
+    flags: Flags,
+    environ: Mapping[str, str],
+    home: Path,
+    debug: bool,
+) -> SectionT:
+    """A web backend's section (``table`` read into ``cls``): flag > environment > default;
+    ``home`` and ``debug`` are the core's (--debug shows the browser, unless told otherwise)."""
+    values: dict[str, Any] = resolve(table, flags, environ, home)
     if debug and not HEADLESS.given(flags, environ):
         values["headless"] = headless_with_debug(environ)
-    return WebSettings(**values)
+    return cls(**values)
+
+
+def read_settings(flags: Flags, environ: Mapping[str, str], home: Path, debug: bool) -> WebSettings:
+    """The web section: flag > environment > default; ``home`` and ``debug`` are the core's."""
+    return read_section(OPTIONS, WebSettings, flags, environ, home, debug)
 
 
 def from_settings(settings: Settings, environ: Mapping[str, str]) -> WebSettings:

@@ -18,9 +18,9 @@ from playwright.sync_api import Page, Request
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from sora_driver.browser import WarmBrowser
-from sora_driver.classify import blocked_by
-from sora_driver.diagnostics import Diagnostics, said, short_url
-from sora_driver.errors import PageError, SessionExpired
+from sora_driver.classify import check_page_state
+from sora_driver.diagnostics import Diagnostics, said
+from sora_driver.errors import PageError
 from sora_driver.sora_api import is_submit, is_task_update
 from sora_watcher.errors import GenerationError, Interrupted
 
@@ -68,7 +68,7 @@ class SitePage:
         self.page = page
         parts = urlsplit(page.url)
         self.origin = f"{parts.scheme}://{parts.netloc}"  # the site may have redirected us
-        self._check_state(page)
+        check_page_state(page, LOGIN_MARKERS)
         if not self.user_agent:
             with contextlib.suppress(PlaywrightError):
                 self.user_agent = str(page.evaluate("navigator.userAgent"))
@@ -133,12 +133,3 @@ class SitePage:
         elif is_task_update(request):
             self._task_updates.append(request)
             del self._task_updates[:-MAX_UNREAD_UPDATES]  # an idle page must not pile them up
-
-    def _check_state(self, page: Page) -> None:
-        if any(marker in page.url for marker in LOGIN_MARKERS):
-            raise SessionExpired(
-                f"the site sent the browser to its login page ({short_url(page.url)})"
-            )
-        blocked = blocked_by(f"{page.title()}\n{page.content()[:20000]}", short_url(page.url))
-        if blocked is not None:
-            raise blocked

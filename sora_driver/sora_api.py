@@ -21,10 +21,10 @@ from playwright.sync_api import APIResponse, Request, Response
 from playwright.sync_api import Error as PlaywrightError
 
 from sora_driver.browser import WarmBrowser
-from sora_driver.classify import api_error, blocked_by
+from sora_driver.classify import api_error
 from sora_driver.diagnostics import said
 from sora_driver.errors import PageError, SessionExpired
-from sora_driver.session import SESSION_PATH, ask, session_url
+from sora_driver.session import ask, session_url
 from sora_watcher.errors import ContentRejected, GenerationError, TaskFailed
 
 # The pixel sizes Sora makes for each aspect ratio.
@@ -206,12 +206,7 @@ class SoraApi:
             answer = ask(self.browser.context.request, self.origin)
         except PlaywrightError as exc:
             raise PageError(f"GET {url} failed: {said(exc)}") from None
-        blocked = blocked_by(answer.text, f"GET {url}")
-        if blocked is not None:
-            raise blocked
-        if not answer.ok:
-            raise api_error(answer.status, answer.text, SESSION_PATH)
-        return answer.require_valid(url)
+        return answer.checked(url)
 
     def confirmed(self, error: GenerationError) -> GenerationError:
         """A 401 may only mean the page's bearer token went stale: the page derives a new

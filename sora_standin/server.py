@@ -11,18 +11,21 @@ Control endpoints, for the demo and the benchmark (tests in-process use StandIn 
 
 from __future__ import annotations
 
-import json
 import re
-import secrets
 import time
 from collections import Counter
-from html import escape
 from typing import Any
 from urllib.parse import quote, unquote
 
-from standin_kit import is_loopback as is_loopback  # imported from here by __main__ and others
 from standin_kit import sessions
-from standin_kit.handler import STATIC_TYPES, HTTPError, SiteHandler, control_routes, route_table
+from standin_kit.handler import (
+    STATIC_TYPES,
+    HTTPError,
+    SiteHandler,
+    control_routes,
+    page_config,
+    route_table,
+)
 from standin_kit.site import SiteStandIn
 
 from . import auth, images, scenarios, tasks
@@ -57,13 +60,7 @@ _REFUSALS: dict[str, tuple[int, str, str, str]] = {
 }
 
 
-def _with_page_config(page: bytes, config: dict[str, Any]) -> bytes:
-    """index.html with a JSON config that app.js reads before building the page."""
-    # "<" escaped so that no value can close the script element early.
-    data = json.dumps(config).replace("<", "\\u003c")
-    app = b'<script src="/static/app.js">'
-    tag = f'<script id="standin-page" type="application/json">{data}</script>\n  '
-    return page.replace(app, tag.encode() + app, 1)
+PAGE_CONFIG_ANCHOR = b'<script src="/static/app.js">'  # the page variant goes before it
 
 
 class _HTTPError(HTTPError):
@@ -150,6 +147,7 @@ class StandIn(SiteStandIn):
 class _Handler(SiteHandler[StandIn]):
     server_version = "sora-standin"
     static_package = "sora_standin"
+    SITE_HOST = "sora.com"
 
     def refusal(
         self, status: int, message: str, code: str | None = None, param: str | None = None
@@ -180,30 +178,12 @@ class _Handler(SiteHandler[StandIn]):
         return None
 
     def _bearer_user(self) -> str:
-        header = self.headers.get("Authorization") or ""
-        scheme, _, token = header.partition(" ")
-        user = None
-        if scheme.lower() == "bearer" and token:
-            user = sessions.parse_access_token(token.strip(), self.app.session_secret, time.time())
+        user = self.bearer_user()
         if user is None:
             raise _HTTPError(401, TOKEN_EXPIRED, "token_expired")
         return user
 
     # --- pages ----------------------------------------------------------------------------
-
-    def _cloudflare(self) -> bool:
-        """Answer with Cloudflare's challenge (or block) page if that scenario is armed."""
-        fired = self.app.fire("cloudflare")
-        if fired is None:
-            return False
-        block = fired[1]["block"]
-        ray = secrets.token_hex(8) + "-AMS"
-        host = escape(self.headers.get("Host") or "sora.com")
-        name = "cloudflare_block.html" if block else "cloudflare_challenge.html"
-        template = self._static_file(name)
-        page = (template or b"").decode().replace("{{ray}}", ray).replace("{{host}}", host)
-        self._send_cloudflare(page, ray, challenge=not block)
-        return True
 
     def page_index(self, match: re.Match[str]) -> None:
         if self._cloudflare():
@@ -218,7 +198,8 @@ class _Handler(SiteHandler[StandIn]):
         variant = self.app.checked_page_variant()
         body = self._static_file("index.html") or b""
         if variant or phone:
-            body = _with_page_config(body, {"variant": variant, "phone_verification": phone})
+            config = {"variant": variant, "phone_verification": phone}
+            body = page_config(body, config, PAGE_CONFIG_ANCHOR)
         headers = [("Cache-Control", "no-store")]
         headers += [("Set-Cookie", cookie) for cookie in self._device_cookie()]
         self._send(200, body, STATIC_TYPES[".html"], headers)
@@ -232,18 +213,7 @@ class _Handler(SiteHandler[StandIn]):
         if session is None:
             self._json(200, None)
             return
-        user, expires = session
-        email = self.app.email_of(user)
-        secret = self.app.session_secret
-        token = sessions.make_access_token(user, email, expires, secret, time.time())
-        self._json(
-            200,
-            {
-                "user": {"id": sessions.user_id(user), "name": user, "email": email},
-                "expires": tasks.iso(expires),
-                "accessToken": token,
-            },
-        )
+        self._json(200, self.session_body(*session))
 
     def create_task(self, match: re.Match[str]) -> None:
         assert self.user is not None
@@ -425,4 +395,4 @@ _Handler.routes = route_table(
     ]
 )
 
-__all__ = ["StandIn", "is_loopback"]
+__all__ = ["StandIn"]

@@ -10,8 +10,9 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
+
+from standin_kit.sessions import iso
 
 from . import images
 
@@ -37,10 +38,6 @@ _ULID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32, as in U
 def new_id(prefix: str) -> str:
     """An id like the real ones: prefix + "01" + 26 ULID-like characters."""
     return f"{prefix}_01" + "".join(secrets.choice(_ULID_ALPHABET) for _ in range(26)).lower()
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,18 @@ left to its subclass:
   one for a refusal of the plumbing (a bad body, a wrong scenario);
 - the words of the plumbing's refusals (NOT_FOUND, ...), as class attributes;
 - gate(path): the checks before routing (a bearer token, a challenge page);
-- new_device_id(): its device cookie's value.
+- new_device_id(): its device cookie's value;
+- SITE_HOST and its Cloudflare pages' names (CHALLENGE_PAGE, BLOCK_PAGE), as class attributes.
+
+Shared helpers of the sites' own routes: page_config() (a page variant handed to app.js),
+bearer_user(), session_body() (what the session endpoint answers) and _cloudflare().
 """
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
 import sys
 import time
 import traceback
@@ -41,6 +46,15 @@ NO_STORE = ("Cache-Control", "no-store")
 SiteT = TypeVar("SiteT", bound=SiteStandIn)
 Handler = Callable[[Any, re.Match[str]], None]
 Route = tuple[str, re.Pattern[str], Handler]
+
+
+def page_config(page: bytes, config: dict[str, Any], anchor: bytes) -> bytes:
+    """A site's index.html with a JSON config, put before ``anchor``, that its app.js reads
+    before building the page."""
+    # "<" escaped so that no value can close the script element early.
+    data = json.dumps(config).replace("<", "\\u003c")
+    tag = f'<script id="standin-page" type="application/json">{data}</script>\n  '
+    return page.replace(anchor, tag.encode() + anchor, 1)
 
 
 def route_table(table: Sequence[tuple[str, str, Handler]]) -> list[Route]:
@@ -78,6 +92,11 @@ class SiteHandler(BaseHTTPRequestHandler, Generic[SiteT]):
     BAD_LENGTH: ClassVar[str] = "Invalid Content-Length"
     TOO_LARGE: ClassVar[str] = "Request body too large"
     QUERY_STATUS: ClassVar[int] = 400  # a query parameter out of range
+
+    # Cloudflare's pages: the host they name when the request has none, their static files.
+    SITE_HOST: ClassVar[str] = "localhost"
+    CHALLENGE_PAGE: ClassVar[str] = "cloudflare_challenge.html"
+    BLOCK_PAGE: ClassVar[str] = "cloudflare_block.html"
 
     # Set per request by _dispatch.
     query: dict[str, list[str]]
@@ -236,7 +255,46 @@ class SiteHandler(BaseHTTPRequestHandler, Generic[SiteT]):
         device = self.new_device_id()
         return [f"{sessions.DEVICE_COOKIE}={device}; Path=/; Max-Age=31536000; SameSite=Lax"]
 
+    # --- the session ----------------------------------------------------------------------
+
+    def bearer_user(self) -> str | None:
+        """The user of the request's bearer token; None without one, or when it is not
+        genuine or has expired (``bearer_token`` tells the two apart)."""
+        token = self.bearer_token()
+        if not token:
+            return None
+        return sessions.parse_access_token(token, self.app.session_secret, time.time())
+
+    def bearer_token(self) -> str:
+        """The token of the request's ``Authorization: Bearer`` header ("" without one)."""
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else ""
+
+    def session_body(self, user: str, expires: int) -> dict[str, Any]:
+        """What the session endpoint answers a logged-in browser (NextAuth's shape): the
+        user, when the session ends, and a fresh bearer token."""
+        email = self.app.email_of(user)
+        secret = self.app.session_secret
+        return {
+            "user": {"id": sessions.user_id(user), "name": user, "email": email},
+            "expires": sessions.iso(expires),
+            "accessToken": sessions.make_access_token(user, email, expires, secret, time.time()),
+        }
+
     # --- pages ----------------------------------------------------------------------------
+
+    def _cloudflare(self) -> bool:
+        """Answer with Cloudflare's challenge (or block) page if that scenario is armed."""
+        fired = self.app.fire("cloudflare")
+        if fired is None:
+            return False
+        block = bool(fired[1].get("block", False))
+        ray = secrets.token_hex(8) + "-AMS"
+        host = escape(self.headers.get("Host") or self.SITE_HOST)
+        template = self._static_file(self.BLOCK_PAGE if block else self.CHALLENGE_PAGE)
+        page = (template or b"").decode().replace("{{ray}}", ray).replace("{{host}}", host)
+        self._send_cloudflare(page, ray, challenge=not block)
+        return True
 
     def _send_cloudflare(self, page: str, ray: str, challenge: bool) -> None:
         """Cloudflare's 403 page: a challenge (`cf-mitigated`) or a block."""

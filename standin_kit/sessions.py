@@ -16,6 +16,7 @@ import json
 import re
 import time
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +33,11 @@ _USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 def is_valid_user(user: str) -> bool:
     return bool(_USER_RE.match(user))
+
+
+def iso(ts: float) -> str:
+    """A Unix time as both sites write times: ISO 8601, UTC, to the microsecond."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def user_id(user: str) -> str:
@@ -117,7 +123,8 @@ def make_storage_state(
 # --- bearer token (JWT-like, HS256) ---------------------------------------------------------
 
 
-def _b64url(data: bytes) -> str:
+def b64url(data: bytes) -> str:
+    """Unpadded URL-safe base64, as JWTs (and the sentinel token) write it."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
@@ -136,10 +143,10 @@ def make_access_token(user: str, email: str, session_expires: int, secret: str, 
         "exp": int(min(session_expires, now + ACCESS_TOKEN_LIFETIME)),
     }
     signing_input = ".".join(
-        _b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, payload)
+        b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, payload)
     )
     signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{_b64url(signature)}"
+    return f"{signing_input}.{b64url(signature)}"
 
 
 def parse_access_token(token: str, secret: str, now: float) -> str | None:

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from sora_driver.chatgpt.api import ChatApi
+from sora_driver.chatgpt.chat_page import ChatPage
 from sora_driver.chatgpt.classify import (
     Failed,
     Images,
@@ -29,13 +31,20 @@ from sora_driver.chatgpt.classify import (
     reset_time,
 )
 from sora_driver.chatgpt.conversation import Exchange, last_exchange, listed
+from sora_driver.chatgpt.driver import ChatGptDriver
 from sora_driver.chatgpt.following import Follower
 from sora_driver.chatgpt.pacing import Pacer, last_send_file
 from sora_driver.chatgpt.settings import read_settings
 from sora_driver.chatgpt.wording import FIRMLY, firmer, is_request_for, request_text
-from sora_driver.errors import CloudflareChallenge, SessionExpired
+from sora_driver.errors import CloudflareChallenge, PageError, SessionExpired
 from sora_watcher.backends.base import JobOptions
-from sora_watcher.errors import AccessDenied, ContentRejected, Interrupted, RateLimited
+from sora_watcher.errors import (
+    AccessDenied,
+    ContentRejected,
+    GenerationTimeout,
+    Interrupted,
+    RateLimited,
+)
 
 SAID = datetime(2026, 9, 1, 9, 0, 0).astimezone()
 LIMIT = (
@@ -425,3 +434,92 @@ def test_a_stream_that_announced_an_image_is_waited_on() -> None:
     follower = follower_of(site)
     looks(follower, 3)
     assert site.sends == [] and isinstance(follower.followed["c1"].outcome, Pending)
+
+
+# -- mended after a read-through ----------------------------------------------------------------
+
+
+def test_a_429_that_states_its_reset_is_waited_that_long() -> None:
+    body = '{"detail": {"message": "Too many requests", "access_resets_in_seconds": 120}}'
+    error = http_error(429, body, "GET /backend-api/conversations")
+    assert isinstance(error, RateLimited) and error.resume_after == 120
+
+
+def test_a_403_refusing_the_token_is_an_expired_session_not_a_ban() -> None:
+    invalidated = '{"detail": {"code": "token_invalidated", "message": "Token invalidated"}}'
+    assert isinstance(http_error(403, invalidated, "GET /backend-api/x"), SessionExpired)
+    suspended = '{"detail": {"code": "account_deactivated", "message": "Deactivated"}}'
+    assert isinstance(http_error(401, suspended, "GET /backend-api/x"), AccessDenied)
+    assert isinstance(
+        http_error(403, '{"detail": "Forbidden"}', "GET /backend-api/x"), AccessDenied
+    )
+
+
+class FakePage:
+    """``page.evaluate(FETCH, [url, token, binary])``: a valid session, then ``answer``."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+
+    def evaluate(self, script: str, args: list[Any]) -> dict[str, Any]:
+        if str(args[0]).endswith("/api/auth/session"):
+            text = '{"user": {"name": "ada"}, "accessToken": "t"}'
+            return {"status": 200, "text": text, "data": ""}
+        return {"status": 200, "text": self.answer, "data": ""}
+
+
+def test_json_that_is_not_an_object_is_a_page_error_not_a_crash() -> None:
+    api, page = ChatApi("http://site.test"), FakePage('["not", "an", "object"]')
+    with pytest.raises(PageError, match="not a JSON object"):
+        api.conversation(page, "c1")  # type: ignore[arg-type]
+    with pytest.raises(PageError, match="not a JSON object"):
+        api.image(page, "file_1", "c1")  # type: ignore[arg-type]
+
+
+def test_two_daemons_sharing_a_session_see_each_others_sends(tmp_path: Path) -> None:
+    noted = last_send_file(tmp_path / "session.json")
+    ours, theirs, stop = Pacer(noted), Pacer(noted), threading.Event()
+    theirs.sent()  # after we started: only the file knows
+    started = time.monotonic()
+    ours.wait_turn(0.4, stop)
+    assert time.monotonic() - started >= 0.3
+
+
+def test_an_announced_image_that_never_came_is_a_timeout_not_no_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    environ = {"SORA_SESSION_FILE": "s.json", "SORA_MIN_INTERVAL": "0"}
+    config = read_settings({}, environ, tmp_path, debug=False)
+    driver = ChatGptDriver(config, timeout=0.5, stop=threading.Event())
+    site = FakeSite(exchange_of(TEXT), announced=True)  # text, and the stream said an image
+    driver.follower = Follower(site, timeout=0.5, stop=driver.stop, text_only_grace=0)
+    monkeypatch.setattr(driver, "exchange", site.exchange)  # any look afresh sees the text
+    with pytest.raises(GenerationTimeout):
+        driver.collect("c1", JobOptions())
+    assert site.sends == []
+
+
+class FakeSend:
+    """The page's conversation POST: its request, and a body counted as it is read."""
+
+    def __init__(self, body: str) -> None:
+        self.request = self
+        self.method, self.url = "POST", "http://site.test/backend-api/f/conversation"
+        self.body, self.reads = body, 0
+
+    def text(self) -> str:
+        self.reads += 1
+        return self.body
+
+
+def test_a_complete_stream_is_read_once_and_forgotten_with_the_browser(tmp_path: Path) -> None:
+    config = read_settings({}, {"SORA_SESSION_FILE": "s.json"}, tmp_path, debug=False)
+    driver = ChatGptDriver(config, timeout=60, stop=threading.Event())
+    page: ChatPage = driver.site
+    send = FakeSend('data: {"metadata": {"image_gen_task_id": "t1"}}')
+    page._answers["c1"] = send  # type: ignore[assignment]  # as ask() notes it
+    page._on_finished(send)  # type: ignore[arg-type]
+    assert page.image_announced("c1") and page.image_announced("c1")
+    assert send.reads == 1
+    driver.close()
+    assert not page.image_announced("c1")

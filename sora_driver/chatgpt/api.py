@@ -16,10 +16,9 @@ from urllib.parse import quote, urlsplit
 from playwright.sync_api import Page
 
 from sora_driver.chatgpt.classify import ImageWithdrawn, http_error
-from sora_driver.classify import blocked_by
 from sora_driver.diagnostics import short_url
 from sora_driver.errors import PageError
-from sora_driver.session import SESSION_PATH, SessionAnswer
+from sora_driver.session import SessionAnswer, session_url
 from sora_watcher.errors import DownloadFailed
 
 CONVERSATION = "/backend-api/conversation/{}"
@@ -46,6 +45,17 @@ def unexpected(where: str, what: str) -> PageError:
     return PageError(f"unexpected answer: {where}: {what}")
 
 
+def _json(where: str, text: str) -> dict[str, Any]:
+    """An answer's JSON object; ``PageError`` for anything else (the site changed)."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        raise unexpected(where, f"not JSON ({text[:80]!r})") from None
+    if not isinstance(body, dict):
+        raise unexpected(where, f"not a JSON object ({text[:80]!r})")
+    return body
+
+
 class ChatApi:
     def __init__(self, origin: str) -> None:
         self.origin = origin
@@ -56,30 +66,23 @@ class ChatApi:
 
     def session(self, page: Page) -> dict[str, Any]:
         """The session endpoint's answer; raises what it means if the session is not valid."""
-        status, text, _ = self._fetch(page, self.origin + SESSION_PATH, None)
-        blocked = blocked_by(text, f"GET {SESSION_PATH}")
-        if blocked is not None:
-            raise blocked
-        if not 200 <= status < 300:
-            raise http_error(status, text, SESSION_PATH)
-        return SessionAnswer(status, text).require_valid(self.origin + SESSION_PATH)
+        url = session_url(self.origin)
+        status, text, _ = self._fetch(page, url, None)
+        return SessionAnswer(status, text).checked(url, http_error)
 
-    def conversation(self, page: Page, conversation_id: str) -> Any:
+    def conversation(self, page: Page, conversation_id: str) -> dict[str, Any]:
         return self.get(page, CONVERSATION.format(quote(conversation_id)))
 
-    def conversations(self, page: Page) -> Any:
+    def conversations(self, page: Page) -> dict[str, Any]:
         return self.get(page, CONVERSATIONS)
 
-    def get(self, page: Page, path: str) -> Any:
+    def get(self, page: Page, path: str) -> dict[str, Any]:
         """A JSON call with the bearer token (a fresh one once after a 401)."""
         where = "GET " + path.split("?")[0]
         status, text, _ = self._authorised(page, self.origin + path, binary=False)
         if not 200 <= status < 300:
             raise http_error(status, text, where)
-        try:
-            return json.loads(text)
-        except ValueError:
-            raise unexpected(where, f"not JSON ({text[:80]!r})") from None
+        return _json(where, text)
 
     def image(self, page: Page, file_id: str, conversation_id: str) -> tuple[bytes, str]:
         """A generated file's bytes and where they came from: the download endpoint names
@@ -91,11 +94,8 @@ class ChatApi:
             raise ImageWithdrawn(f"{where}: the site no longer has the image ({text[:120]})")
         if not 200 <= status < 300:
             raise http_error(status, text, where)
-        try:
-            answer = json.loads(text)
-        except ValueError:
-            raise unexpected(where, f"not JSON ({text[:80]!r})") from None
-        url = answer.get("download_url") if isinstance(answer, dict) else None
+        answer = _json(where, text)
+        url = answer.get("download_url")
         if answer.get("status") != "success" or not isinstance(url, str):
             if answer.get("error_code") == "file_not_found":
                 raise ImageWithdrawn(f"{where}: file_not_found")

@@ -11,13 +11,12 @@ import dataclasses
 import os
 import threading
 from collections.abc import Callable, Mapping
-from urllib.parse import urlsplit
 
 from sora_driver.chatgpt.driver import ChatGptDriver
 from sora_driver.chatgpt.settings import from_settings
 from sora_driver.guarded import GuardedBackend
 from sora_driver.login import login as login_by_hand
-from sora_driver.session import status_lines
+from sora_driver.session import site_of, status_lines
 from sora_watcher.backends.base import Capabilities
 from sora_watcher.config import Settings
 
@@ -39,12 +38,9 @@ def capabilities(settings: Settings, environ: Mapping[str, str]) -> Capabilities
     return dataclasses.replace(CAPABILITIES, busy_seconds=busy)
 
 
-ChatGptBackend = GuardedBackend  # the shared shape of a web backend
-
-
 def create(
     settings: Settings, environ: Callable[[], Mapping[str, str]], stop: threading.Event
-) -> ChatGptBackend:
+) -> GuardedBackend:
     chat = from_settings(settings, os.environ)  # fixed at start, like the core's settings
     driver = ChatGptDriver(chat, settings.timeout, stop, settings.debug)
     return GuardedBackend(driver, chat.session_file, "ChatGPT").opened()
@@ -58,7 +54,7 @@ def login(settings: Settings) -> int:
 def status(settings: Settings, environ: Mapping[str, str], offline: bool) -> tuple[list[str], bool]:
     """The saved session: there, private, and (unless ``offline``) accepted by the site."""
     chat = from_settings(settings, environ)
-    site = urlsplit(chat.url).netloc or chat.url
+    site = site_of(chat.url)
     lines, ok = status_lines(chat.session_file, chat.url, site, chat.page_timeout, offline)
     head = f"backend: chatgpt-web, {chat.url}, {chat.min_interval:g}s between two sends"
     return [head, *lines], ok

@@ -27,7 +27,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sora_driver.browser import WarmBrowser
 from sora_driver.chatgpt.classify import IMAGE_MARKERS, http_error
 from sora_driver.chatgpt.pacing import Pacer
-from sora_driver.classify import blocked_by
+from sora_driver.classify import check_page_state
 from sora_driver.diagnostics import Diagnostics, said, short_url
 from sora_driver.errors import ElementNotFound, PageError, SessionExpired
 from sora_driver.locate import Profile
@@ -74,6 +74,7 @@ class ChatPage:
         self._sends: list[Response] = []  # the page's conversation POSTs, as answered
         self._finished: list[Request] = []  # those whose stream is complete
         self._answers: dict[str, Response] = {}  # conversation id -> its last send's answer
+        self._announced: dict[str, bool] = {}  # conversation id -> its complete stream said so
 
     # -- the page ---------------------------------------------------------------------------
 
@@ -95,7 +96,7 @@ class ChatPage:
         except PlaywrightError as exc:
             self.forget()
             raise PageError(f"could not load {self.base_url}{path}: {said(exc)}") from None
-        self._check_state(page)
+        check_page_state(page, LOGIN_MARKERS)
         return page
 
     def forget(self) -> None:
@@ -105,6 +106,7 @@ class ChatPage:
                 self.page.close()
         self.page = None
         self._answers.clear()
+        self._announced.clear()
         self._finished.clear()
 
     def check_stop(self) -> None:
@@ -122,7 +124,10 @@ class ChatPage:
 
     def image_announced(self, conversation_id: str) -> bool:
         """Whether the last answer in this conversation, its stream complete, carried the
-        markers of an image to come (False while the stream goes on, or when unknown)."""
+        markers of an image to come (False while the stream goes on, or when unknown).
+        Read once: a complete stream no longer changes."""
+        if conversation_id in self._announced:
+            return self._announced[conversation_id]
         answer = self._answers.get(conversation_id)
         if answer is None or not any(r is answer.request for r in self._finished):
             return False
@@ -130,15 +135,8 @@ class ChatPage:
             body = answer.text()  # complete: read at once
         except PlaywrightError:
             return False
-        return STREAM_MARKERS.search(body) is not None
-
-    def _check_state(self, page: Page) -> None:
-        if any(marker in page.url for marker in LOGIN_MARKERS):
-            where = short_url(page.url)
-            raise SessionExpired(f"the site sent the browser to its login page ({where})")
-        blocked = blocked_by(f"{page.title()}\n{page.content()[:20000]}", short_url(page.url))
-        if blocked is not None:
-            raise blocked
+        announced = self._announced[conversation_id] = STREAM_MARKERS.search(body) is not None
+        return announced
 
     # -- asking -----------------------------------------------------------------------------
 
@@ -161,6 +159,7 @@ class ChatPage:
             page, lambda: self._conversation_id(page), "no conversation id"
         )
         self._answers[asked] = answer
+        self._announced.pop(asked, None)  # a new answer: its stream is read afresh
         return asked, tool
 
     def _send(
@@ -194,7 +193,7 @@ class ChatPage:
                 raise SessionExpired(
                     f"the site shows its log-in button ({short_url(page.url)}): logged out"
                 ) from None
-            self._check_state(page)
+            check_page_state(page, LOGIN_MARKERS)
             raise
 
     def _choose_image_tool(self, page: Page) -> bool:

@@ -10,7 +10,8 @@ site's words (kept as the error's detail)::
     a preview said finished Pending: only a file of FULL_SIZE_SIDE px is the image
     "Image generation failed", finished_with_error   GenerationFailed (try again)
     an image withdrawn      ImageWithdrawn (the prompt's fault; nothing kept)
-    HTTP 401 / 403 / 429    SessionExpired / AccessDenied or Cloudflare / RateLimited
+    HTTP 401 / 403 / 429    SessionExpired (a refused token too) / AccessDenied or
+                            Cloudflare / RateLimited (its stated reset, else an hour)
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sora_driver.chatgpt.conversation import Exchange, ImagePart, timestamp
-from sora_driver.classify import api_error, error_fields
-from sora_driver.errors import CloudflareChallenge, PhoneVerificationRequired
+from sora_driver.classify import MIN_RESET_SECONDS, api_error, error_fields
+from sora_driver.errors import CloudflareChallenge, PhoneVerificationRequired, SessionExpired
 from sora_watcher.errors import (
     AccessDenied,
     ContentRejected,
@@ -150,8 +151,7 @@ def outcome(exchange: Exchange, firmly: str, now: datetime | None = None) -> Out
         return Pending("the site said the image is coming")
     answers = [m for m in exchange.answers if m.role == "assistant"]
     if answers and all(m.status == "finished_successfully" for m in answers) and text:
-        asked = exchange.asked.text if exchange.asked is not None else ""
-        return TextOnly(text, asked.startswith(firmly))
+        return TextOnly(text, exchange.asked_text.startswith(firmly))
     return Pending("the answer is being written")
 
 
@@ -225,7 +225,6 @@ def reset_time(words: str, said_at: datetime) -> float | None:
 # -- errors -----------------------------------------------------------------------------------
 
 
-MIN_RESET_SECONDS = 1.0  # "resets in 0 seconds" must not become a tight loop
 RESET_SLACK_SECONDS = 1.0  # the site's clock and ours may differ a little
 
 
@@ -252,13 +251,14 @@ def outcome_error(found: Outcome, conversation_id: str) -> GenerationError | Non
 
 def http_error(status: int, text: str, where: str) -> GenerationError:
     """The error for a non-2xx answer of a ``/backend-api`` call: the shared reading
-    (``api_error``), with ChatGPT's own meaning of a 403 and of a bare 429."""
-    error = api_error(status, text, where)
-    if isinstance(error, (CloudflareChallenge, PhoneVerificationRequired)):
-        return error
+    (``api_error``, a limit of unknown end waited on as one of the plan's), with ChatGPT's
+    own meaning of a 403: not Cloudflare, not a refused token, the account may not."""
+    error = api_error(status, text, where, unknown_reset=UNKNOWN_RESET_SECONDS)
     code = str(error_fields(text).get("code") or "")
-    if code in SUSPENDED_CODES or status == 403:  # not Cloudflare: the account may not
+    if code in SUSPENDED_CODES:
         return AccessDenied(error.detail)
-    if status == 429:  # the notes: the plan's limit sometimes comes as a bare 429
-        return RateLimited(error.detail, resume_after=UNKNOWN_RESET_SECONDS)
+    if isinstance(error, (CloudflareChallenge, PhoneVerificationRequired, SessionExpired)):
+        return error
+    if status == 403:
+        return AccessDenied(error.detail)
     return error

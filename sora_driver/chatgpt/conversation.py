@@ -140,6 +140,11 @@ class Exchange:
         return "\n".join(m.text for m in self.answers if m.role == "assistant" and m.text)
 
     @property
+    def asked_text(self) -> str:
+        """The last user message's words ("" when there is none)."""
+        return self.asked.text if self.asked is not None else ""
+
+    @property
     def first_ask(self) -> Message | None:
         return self.earlier_asks[0] if self.earlier_asks else self.asked
 

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 from loguru import logger
 from playwright.sync_api import Page
@@ -32,7 +31,7 @@ from sora_driver.chatgpt.wording import FIRMLY, is_request_for, request_text
 from sora_driver.diagnostics import Diagnostics, short_url
 from sora_driver.errors import PageError, session_missing_message
 from sora_driver.locate import Profile
-from sora_driver.session import check_saved
+from sora_driver.session import check_saved, site_of
 from sora_watcher.backends.base import Generation, ImageFile, JobOptions, to_png
 from sora_watcher.errors import DownloadFailed, GenerationError, GenerationTimeout
 
@@ -70,7 +69,7 @@ class ChatGptDriver:
 
     @property
     def site_name(self) -> str:
-        return urlsplit(self.config.url).netloc or self.config.url
+        return site_of(self.config.url)
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -81,8 +80,8 @@ class ChatGptDriver:
         logger.info("ChatGPT session valid (expires {})", body.get("expires", "?"))
 
     def close(self) -> None:
+        self.site.forget()  # the page, and what was noted of it, go with the browser
         self.browser.close()
-        self.site.page = None
 
     def _page(self) -> Page:
         if not self.browser.connected:
@@ -95,7 +94,6 @@ class ChatGptDriver:
         return self.site.current()
 
     def _relaunch(self) -> None:
-        self.site.forget()
         self.close()
         self.api.forget_token()
         try:
@@ -126,12 +124,11 @@ class ChatGptDriver:
             started = time.time()
             while not self.follower.wait_for_done([task_id], MAX_POLL_SECONDS):
                 pass  # returns once it came to something, or past its deadline
-            seen = self.follower.followed.pop(task_id).outcome
-            exchange = self.exchange(task_id)  # afresh: a withdrawal shows here
-            found = classify.outcome(exchange, FIRMLY)
-            if isinstance(found, Pending) and not isinstance(seen, Images):
-                found = seen  # what ended the wait (a limit, a failure ...) is the answer
-            if not isinstance(found, Images):
+            # What ended the wait, as the follower decided it (its adjustments included:
+            # an image announced but late is a timeout, not an answer in text).
+            followed = self.follower.followed.pop(task_id)
+            found, exchange = followed.outcome, followed.exchange
+            if not isinstance(found, Images) or exchange is None:  # None: never looked at
                 raise self._error(task_id, found)
             waited = time.time()
             parts = found.parts[: options.variants]
@@ -218,7 +215,7 @@ def details(exchange: Exchange, parts: tuple[ImagePart, ...]) -> dict[str, objec
     tool = first is not None and IMAGE_HINT in first.hints
     return {
         "conversation_id": exchange.conversation_id,
-        "asked": exchange.asked.text if exchange.asked is not None else None,
+        "asked": exchange.asked_text or None,
         "asked_with": "the Create image tool" if tool else "words",
         "images": [
             {

@@ -61,6 +61,7 @@ class Followed:
     done: bool = False
     asked_over: str | None = None  # the user message we asked again after, while it is last
     announced: bool = False  # the answer's stream said an image is coming
+    exchange: Exchange | None = None  # the last look's, from which ``outcome`` was decided
 
 
 class Follower:
@@ -111,7 +112,7 @@ class Follower:
         followed.next_look = now + min(max(0.1 * age, MIN_POLL_SECONDS), MAX_POLL_SECONDS)
         found = self._outcome(task_id, exchange, followed)
         first_seen = followed.seen.setdefault(type(found).__name__, now)
-        followed.outcome = found
+        followed.outcome, followed.exchange = found, exchange
         if isinstance(found, Pending):
             followed.done = now >= followed.deadline
         elif isinstance(found, Images):
@@ -126,11 +127,11 @@ class Follower:
                 followed.next_look = min(followed.next_look, first_seen + self.text_only_grace)
         elif isinstance(found, Limited) and limit_over(found):
             logger.info("{}: the limit has reset; asking again", task_id)
-            self._ask_again(task_id, exchange, _asked_text(exchange))
+            self._ask_again(task_id, exchange, exchange.asked_text)
         elif isinstance(found, classify.Failed) and task_id in self.reported:
             logger.info("{}: the image generation failed before; asking again", task_id)
             self.reported.discard(task_id)
-            self._ask_again(task_id, exchange, _asked_text(exchange))
+            self._ask_again(task_id, exchange, exchange.asked_text)
         else:
             followed.done = True
 
@@ -153,10 +154,6 @@ class Follower:
         followed = self.follow(task_id)
         followed.asked_over = exchange.asked.id if exchange.asked is not None else None
         self.site.ask_again(task_id, text)
-
-
-def _asked_text(exchange: Exchange) -> str:
-    return exchange.asked.text if exchange.asked is not None else ""
 
 
 def limit_over(limited: Limited) -> bool:

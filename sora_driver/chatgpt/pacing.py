@@ -5,7 +5,9 @@ that closes the backend and opens a new one, a kill -9, systemd restarting a dae
 fails at once. The last send's wall-clock time is therefore kept in a small file beside the
 saved session (``last_send_file``): beside the session because the interval is the account's,
 and the session is the account (two homes sharing one session share its pace; a new login
-keeps it). Waited on the daemon's stop event, never a blind sleep: a stop ends the wait at once.
+keeps it). The file is read again before each wait, so that two daemons sharing one session
+see each other's sends. Waited on the daemon's stop event, never a blind sleep: a stop ends the
+wait at once.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def last_send_file(session_file: Path) -> Path:
 
 
 class Pacer:
-    """The time of the last send, read from ``path`` at start and written at each send."""
+    """The time of the last send: written to ``path`` at each send, read from it at start and
+    before each wait (another process may have sent meanwhile)."""
 
     def __init__(self, path: Path | None, clock: Clock = time.time) -> None:
         self.path = path  # None: kept in memory only (tests)
@@ -46,12 +49,15 @@ class Pacer:
 
     def wait_turn(self, interval: float, stop: threading.Event) -> None:
         """Return when a send may go; ``Interrupted`` if ``stop`` is set meanwhile."""
+        self._reread()
         wait = self.due_in(interval)
         if wait > 0:
             logger.info("waiting {:.0f}s before the next send (SORA_MIN_INTERVAL)", wait)
-        while (wait := self.due_in(interval)) > 0:
+        while wait > 0:
             if stop.wait(wait):
                 break
+            self._reread()  # another daemon may have sent while we waited
+            wait = self.due_in(interval)
         if stop.is_set():
             raise Interrupted()
 
@@ -63,6 +69,12 @@ class Pacer:
             write_atomically(self.path, f"{self.last_send:.3f}\n".encode())
         except OSError as exc:  # the send went; only a restart's pace is at stake
             logger.warning("could not note the send's time in {}: {}", self.path, exc)
+
+    def _reread(self) -> None:
+        """The later of our last send and the one the file holds (another daemon's)."""
+        noted = self._read()
+        if noted is not None and (self.last_send is None or noted > self.last_send):
+            self.last_send = noted
 
     def _read(self) -> float | None:
         if self.path is None:

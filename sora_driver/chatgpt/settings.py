@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sora_driver.settings import HEADLESS, SHARED, headless_with_debug
+from sora_driver.settings import SHARED, read_section
 from sora_watcher.options import (
     Flags,
     Option,
     Table,
     check_fields,
-    resolve,
     seconds,
     under_home_or_none,
     url,
@@ -63,10 +62,7 @@ def read_settings(
     flags: Flags, environ: Mapping[str, str], home: Path, debug: bool
 ) -> ChatGptSettings:
     """The section: flag > environment > default; ``home`` and ``debug`` are the core's."""
-    values = resolve(OPTIONS + SHARED, flags, environ, home)
-    if debug and not HEADLESS.given(flags, environ):
-        values["headless"] = headless_with_debug(environ)
-    return ChatGptSettings(**values)
+    return read_section(OPTIONS + SHARED, ChatGptSettings, flags, environ, home, debug)
 
 
 def from_settings(settings: Settings, environ: Mapping[str, str]) -> ChatGptSettings:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -43,22 +43,44 @@ DEMO_KEY = "sk-standin-demo"  # the stand-in takes any key; a real one is never 
 
 @dataclass(frozen=True)
 class Demo:
-    """One backend's demo: its stand-in, the daemon's backend, what the API job asks."""
+    """One backend's demo: its stand-in, the daemon's backend, what the API job asks, and what
+    the daemon needs on top of the stand-in's address."""
 
-    standin: tuple[str, ...]  # the stand-in's module and arguments
+    standin: tuple[str, ...]  # the stand-in's module (its make-session too) and arguments
     backend: str  # SORA_BACKEND
     aspect_ratio: str  # the API job's: one this backend takes
+    site: str | None = None  # a web app's name: a demo session is made for it; None: the API
+    env: dict[str, str] = field(default_factory=dict)  # "{url}": the stand-in's address
 
 
 DEMOS = {
-    "openai": Demo(("openai_standin", "--latency", DELAY), "openai", "16:9"),
-    "web": Demo(("sora_standin", "--delay", DELAY), "web", "16:9"),
-    # the ChatGPT site makes 1:1, 3:2 and 2:3 only
-    "chatgpt": Demo(("chatgpt_standin", "--delay", DELAY), "chatgpt-web", "3:2"),
-}
+    "openai": Demo(("openai_standin", "--latency", DELAY), "openai", "16:9",
+                   env={"OPENAI_API_KEY": DEMO_KEY}),
+    "web": Demo(("sora_standin", "--delay", DELAY), "web", "16:9", site="Sora"),
+    # the ChatGPT site makes 1:1, 3:2 and 2:3 only; no pause between sends: a stand-in has no
+    # allowance to spare (60 s by default)
+    "chatgpt": Demo(("chatgpt_standin", "--delay", DELAY), "chatgpt-web", "3:2", site="ChatGPT",
+                    env={"SORA_CHATGPT_URL": "{url}", "SORA_MIN_INTERVAL": "0"}),
+}  # fmt: skip
+
+
+def setup(chosen: Demo, url: str) -> dict[str, str]:
+    """Says what runs where; the daemon's environment on top of the stand-in's address."""
+    if chosen.site is None:
+        api_setup(url)
+    else:
+        web_setup(chosen.standin[0], chosen.site, url)
+    return {name: value.format(url=url) for name, value in chosen.env.items()}
+
+
+def api_setup(url: str) -> None:
+    print(f"1. a local STAND-IN of the OpenAI Images API runs at {url}")
+    print("   (not the real API: no key needed, nothing billed; set OPENAI_API_KEY for real use)")
+    print("2. the daemon is pointed at it: SORA_BACKEND=openai, OPENAI_BASE_URL=" + url)
 
 
 def web_setup(module: str, site: str, url: str) -> None:
+    """A demo session, made by the stand-in's own ``make-session``."""
     print(f"1. the local stand-in of the {site} web app runs at {url}")
     session = DEMO / "session.json"
     made = run_standin(module, "make-session", "--base-url", url, "--out", str(session))
@@ -66,25 +88,6 @@ def web_setup(module: str, site: str, url: str) -> None:
     if made.returncode != 0:
         raise SystemExit(f"demo: make-session exited with {made.returncode}")
     print(f"2. a demo session for it is in {session.relative_to(ROOT)}")
-
-
-def setup(name: str, url: str) -> dict[str, str]:
-    """What the daemon needs on top of the stand-in's address."""
-    if name == "web":
-        web_setup("sora_standin", "Sora", url)
-        return {}
-    if name == "chatgpt":
-        web_setup("chatgpt_standin", "ChatGPT", url)
-        # no pause between sends: a stand-in has no allowance to spare (60 s by default)
-        return {"SORA_CHATGPT_URL": url, "SORA_MIN_INTERVAL": "0"}
-    return openai_setup(url)
-
-
-def openai_setup(url: str) -> dict[str, str]:
-    print(f"1. a local STAND-IN of the OpenAI Images API runs at {url}")
-    print("   (not the real API: no key needed, nothing billed; set OPENAI_API_KEY for real use)")
-    print("2. the daemon is pointed at it: SORA_BACKEND=openai, OPENAI_BASE_URL=" + url)
-    return {"OPENAI_API_KEY": DEMO_KEY}
 
 
 def show(made: list[Path]) -> None:
@@ -124,7 +127,7 @@ def demo(name: str) -> int:
         for folder in ("inbox", "processing"):
             shutil.rmtree(DEMO / folder, ignore_errors=True)
         DEMO.mkdir(exist_ok=True)
-        settings = setup(name, url)
+        settings = setup(chosen, url)
         env = daemon_env(DEMO, url, chosen.backend, SORA_HTTP="127.0.0.1:0", **settings)
         before = set((DEMO / "images").glob("*.png"))
         print("3. the daemon starts (python watcher.py run):")

@@ -93,11 +93,21 @@ class TransientError(GenerationError):
     """Retrying later may succeed.
 
     ``retry_after``: seconds the service asked us to wait, if it said (else the backoff).
+    ``max_retries``: the most retries this error allows its prompt, if fewer than the
+    settings' (``SORA_MAX_RETRIES``): counted with the prompt's other tries.
     """
 
-    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, detail: str, retry_after: float | None = None, *, max_retries: int | None = None
+    ) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+        self.max_retries = max_retries
+
+    def given_up(self, attempts: int) -> GenerationError:
+        """What the prompt fails with once its tries are spent: this error, saying so."""
+        self.detail += f"; gave up after {attempts} tries"
+        return self
 
 
 class GenerationTimeout(TransientError):

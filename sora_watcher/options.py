@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -117,13 +118,23 @@ def check_fields(table: Table, fields: type, besides: tuple[str, ...] = ()) -> N
 # -- the checks, as the words of the messages say them ---------------------------------------
 
 
-def number(name: str, text: str, kind: type[float] | type[int], minimum: float) -> float:
+def number(
+    name: str,
+    text: str,
+    kind: type[float] | type[int],
+    minimum: float,
+    maximum: float | None = None,
+) -> float:
     try:
         value = kind(text)
     except ValueError:
         raise ConfigError(f"{name}={text!r}: expected a {kind.__name__}") from None
+    if not math.isfinite(value):  # "nan" compares false with any bound, "inf" passes a minimum
+        raise ConfigError(f"{name}={text!r}: expected a finite {kind.__name__}")
     if value < minimum:
         raise ConfigError(f"{name}={text!r}: must be at least {minimum:g}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={text!r}: must be at most {maximum:g}")
     return value
 
 
@@ -148,6 +159,11 @@ def boolean(name: str, text: str) -> bool:
 def seconds(minimum: float) -> Convert[float]:
     """A float of at least ``minimum``."""
     return lambda name, text, _home: number(name, text, float, minimum)
+
+
+def between(least: float, most: float) -> Convert[float]:
+    """A float from ``least`` to ``most``."""
+    return lambda name, text, _home: number(name, text, float, least, most)
 
 
 def count(minimum: int) -> Convert[int]:

@@ -190,12 +190,16 @@ class Pipeline:
         logger.warning("{}: {} in flight at most for now", exc.detail, concurrency)
 
     def retry_later(self, journal: Journal, entry: Entry, exc: TransientError) -> None:
+        """Another try later, with backoff; the prompt fails once it has had its tries (the
+        settings', or fewer if the error says so: see ``TransientError.max_retries``)."""
         entry.attempts += 1
         journal.save(entry)
-        if entry.attempts > self.retry.max_retries:
-            exc.detail += f"; gave up after {entry.attempts} tries"
+        allowed = self.retry.max_retries
+        if exc.max_retries is not None:
+            allowed = min(allowed, exc.max_retries)
+        if entry.attempts > allowed:
             entry.retry_at = None
-            self.steps.fail(journal, entry, exc)
+            self.steps.fail(journal, entry, exc.given_up(entry.attempts))
             return
         delay = exc.retry_after or self.retry.wait_before(entry.attempts)
         entry.retry_at = self.clock() + delay
@@ -204,7 +208,7 @@ class Pipeline:
             exc.name,
             exc.detail,
             entry.attempts + 1,
-            self.retry.max_retries + 1,
+            allowed + 1,
             delay,
         )
 

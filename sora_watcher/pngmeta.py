@@ -133,10 +133,7 @@ def tag(
     record: Mapping[str, object],
     negative_prompt: str | None = None,
 ) -> bytes:
-    """``png`` with the A1111 ``parameters`` chunk and the ``sora-watcher`` JSON chunk; the
-    negative prompt, if not given, is the record's."""
-    if negative_prompt is None and isinstance(record.get("negative_prompt"), str):
-        negative_prompt = str(record["negative_prompt"])
+    """``png`` with the A1111 ``parameters`` chunk and the ``sora-watcher`` JSON chunk."""
     return embed(
         png,
         {

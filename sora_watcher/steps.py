@@ -130,8 +130,10 @@ class Steps:
                 "finished_at": datetime.fromtimestamp(arrived).isoformat(),
                 "duration_s": round(arrived - started, 3),
             }
+            settings = pngmeta.settings_line(metadata)
+            negative = entry.job_options.negative_prompt
             try:
-                png = pngmeta.tag(image.png, entry.text, pngmeta.settings_line(metadata), metadata)
+                png = pngmeta.tag(image.png, entry.text, settings, metadata, negative)
             except ValueError as exc:  # the backend let through what is not a whole PNG
                 raise DownloadFailed(f"{image.source_url}: {exc}") from None
             metadata["bytes"] = len(png)

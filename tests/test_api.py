@@ -28,6 +28,7 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from openai_standin import ImagesStandIn
+from sora_watcher.backends.base import MAX_STEPS
 from standin_kit.process import daemon_env, run_watcher
 from tests.conftest import Daemon
 
@@ -343,6 +344,8 @@ def test_malformed_ids_and_unknown_jobs_are_4xx_never_500(service: Service) -> N
     assert service.client.post(f"/v1/jobs/{unknown}/retry").status_code == 404
     answer = service.client.post("/v1/jobs", json={"prompt": "x", "colour": "red"})
     assert answer.status_code == 422 and answer.json()["field"] == "colour"
+    too_many = service.client.post("/v1/jobs", json={"prompt": "x", "steps": MAX_STEPS + 1})
+    assert too_many.status_code == 422 and too_many.json()["field"] == "steps"
     assert service.client.post("/v1/jobs", content=b"{not json").status_code == 422
 
 

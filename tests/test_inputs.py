@@ -264,3 +264,7 @@ def test_the_diffusers_keys_are_checked_and_refused_by_other_backends() -> None:
     assert (rows[0].options.seed, rows[0].options.steps, rows[0].error) == (7, 12, None)
     assert rows[1].error is not None and "seed 'x'" in rows[1].error  # that row fails alone
     assert rows[2].error is not None and "is not a whole number" in rows[2].error
+    [spaced] = parse_prompts("rows.csv", b"prompt,variants,steps\na fox, 2 , 150 \n", ours)
+    assert (spaced.options.variants, spaced.options.steps) == (2, 150)
+    [over] = parse_prompts("rows.csv", b"prompt,steps\na fox,151\n", ours)
+    assert over.error is not None and "steps 151 is not between 1 and 150" in over.error

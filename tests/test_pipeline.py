@@ -236,6 +236,23 @@ def test_retries_back_off_then_give_up(tmp_path: Path) -> None:
     assert entry.error is not None and "gave up after 3 tries" in entry.error["detail"]
 
 
+def test_an_error_that_allows_fewer_retries_gives_up_sooner(tmp_path: Path) -> None:
+    """An error's own ``max_retries`` (1 here) wins over the settings' (2), and counts the
+    prompt's tries; another prompt's tries are its own."""
+    backend = FakeBackend({p: [Overloaded("no room", max_retries=1)] * 2 for p in "ab"})
+    pipeline, clock = make_pipeline(tmp_path, backend, in_flight=1)
+    journal = add_input(pipeline, tmp_path, "a", "b")
+    pipeline.send_what_fits()
+    while (delay := pipeline.until_next_retry()) is not None:
+        clock.wait(delay)
+        pipeline.send_what_fits()
+    assert backend.events == ["submit a", "submit b", "submit a", "submit b"]
+    assert states(journal) == ["failed", "failed"]
+    for entry in journal.entries:
+        assert entry.attempts == 2 and entry.error is not None
+        assert "gave up after 2 tries" in entry.error["detail"]
+
+
 def test_the_services_too_many_lowers_the_number_in_flight(tmp_path: Path) -> None:
     backend = FakeBackend({"b": [ConcurrencyLimited("you already have 1 in progress")]})
     pipeline, clock = make_pipeline(tmp_path, backend, in_flight=3)

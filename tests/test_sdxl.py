@@ -12,8 +12,10 @@ from __future__ import annotations
 import collections
 import csv
 import io
+import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -33,11 +35,19 @@ pytest.importorskip("diffusers", reason="the local extra is not installed")
 pytest.importorskip("compel", reason="the local extra is not installed")
 
 from sora_watcher import pngmeta  # noqa: E402
-from sora_watcher.backends import sdxl, sdxl_pipeline, sdxl_state  # noqa: E402
+from sora_watcher.backends import (  # noqa: E402
+    sdxl,
+    sdxl_errors,
+    sdxl_pipeline,
+    sdxl_settings,
+    sdxl_state,
+)
 from sora_watcher.backends.base import JobOptions  # noqa: E402
 from sora_watcher.config import Settings, resolve  # noqa: E402
 from sora_watcher.daemon import Daemon, RunMode  # noqa: E402
+from sora_watcher.errors import InvalidRequest, Unreachable  # noqa: E402
 from sora_watcher.folders import LOCK_FILE, hold_lock  # noqa: E402
+from sora_watcher.options import ConfigError  # noqa: E402
 from tests import tiny_sdxl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,6 +163,8 @@ def test_the_same_seed_gives_the_same_pixels(tmp_path: Path, model: Path) -> Non
         sidecar = json.loads(image.with_suffix(".json").read_text())
         by_seed.setdefault(sidecar["seed"], []).append(Image.open(image).tobytes())
         assert "Negative prompt: a lamp" in pngmeta.read_texts(image.read_bytes())["parameters"]
+        assert sidecar["options"]["negative_prompt"] == "a lamp"  # once, with the job's options
+        assert "negative_prompt" not in sidecar
     assert sorted(by_seed) == [7, 8]
     assert by_seed[7][0] == by_seed[7][1]
     assert by_seed[7][0] != by_seed[8][0]
@@ -212,13 +224,17 @@ def test_the_refiner_and_the_x2_upscale_run(tmp_path: Path, model: Path, refiner
     assert passes["x2"] == 1
 
 
-def test_a_stop_mid_generation_ends_within_2_seconds(tmp_path: Path, model: Path) -> None:
+def test_a_stop_mid_generation_ends_within_2_seconds(
+    tmp_path: Path, model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stepping = threading.Event()
-    sink = logger.add(
-        lambda message: stepping.set(),
-        level="DEBUG",
-        filter=lambda record: "first step done" in record["message"],
-    )
+    on_step = sdxl.DiffusersBackend._on_step
+
+    def stepped(made: sdxl.DiffusersBackend, name: str) -> None:
+        stepping.set()
+        on_step(made, name)
+
+    monkeypatch.setattr(sdxl.DiffusersBackend, "_on_step", stepped)
     stop = threading.Event()
     run = daemon(tmp_path, env(model, SORA_DIFFUSERS_STEPS="5000"), stop)
     (run.folders.inbox / "prompt.txt").write_text("a very long generation\n")
@@ -233,7 +249,6 @@ def test_a_stop_mid_generation_ends_within_2_seconds(tmp_path: Path, model: Path
         assert time.monotonic() - asked < 2.0
     finally:
         stop.set()
-        logger.remove(sink)
     assert pngs(tmp_path) == []
     assert not list(run.folders.failed.iterdir())  # stopped, not failed: it is made next time
 
@@ -252,6 +267,53 @@ def test_a_missing_model_folder_stops_the_queue_and_names_it(tmp_path: Path) -> 
     assert not list(run.folders.failed.iterdir())  # the input is not blamed
     paused = [line for line in said if "queue paused: ModelMissing" in line]
     assert paused and str(missing) in paused[0]
+
+
+def test_create_imports_no_torch_before_ready(tmp_path: Path, model: Path) -> None:
+    """``create`` runs on the daemon's thread before READY (and after each pause): torch's
+    import (seconds) waits for the worker thread's load."""
+    script = (
+        "import sys, threading\n"
+        "from pathlib import Path\n"
+        "from sora_watcher.backends import sdxl\n"
+        "from sora_watcher.config import resolve\n"
+        "settings = resolve({'home': sys.argv[1], 'backend': 'diffusers'}, {})\n"
+        "environ = {'SORA_DIFFUSERS_MODEL': sys.argv[2], 'SORA_DIFFUSERS_LOAD_AT_START': 'false'}\n"
+        "sdxl.create(settings, lambda: environ, threading.Event()).close()\n"
+        "print(sorted({'torch', 'numpy', 'diffusers'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), str(model)], cwd=ROOT,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_bad_settings_are_refused_naming_the_variable() -> None:
+    for variable, text, words in [
+        ("SORA_DIFFUSERS_SIZE", "0512x0512", "expected WxH"),
+        ("SORA_DIFFUSERS_SIZE", "512x5120000", "expected WxH"),
+        ("SORA_DIFFUSERS_SIZE", "\u0665\u0661\u0662x512", "expected WxH"),  # Arabic-Indic digits
+        ("SORA_DIFFUSERS_SIZE", "8192x512", "each side between 64 and 4096"),
+        ("SORA_DIFFUSERS_SIZE", "516x512", "both sides must be multiples of 8"),
+        ("SORA_DIFFUSERS_GUIDANCE", "nan", "expected a finite float"),
+        ("SORA_DIFFUSERS_GUIDANCE", "31", "must be at most 30"),
+        ("SORA_DIFFUSERS_REFINER_SWITCH", "inf", "expected a finite float"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(f"{variable}={text!r}: {words}")):
+            sdxl_settings.read_settings({variable: text})
+    assert sdxl_settings.read_settings({"SORA_DIFFUSERS_SIZE": "768X512"}).size == "768x512"
+    with pytest.raises(ConfigError, match="SORA_TIMEOUT='nan': expected a finite float"):
+        resolve({"home": "/tmp", "timeout": "nan"}, {})
+
+
+def test_a_libraries_error_is_the_inputs_fault_only_for_a_value_refused() -> None:
+    refused = sdxl_errors.classify(ValueError("height must be divisible by 8"))
+    assert isinstance(refused, InvalidRequest) and "divisible by 8" in refused.detail
+    for other in (RuntimeError("the sampler jumps"), RuntimeError("CUDA error"), OSError("x")):
+        again = sdxl_errors.classify(other)
+        assert isinstance(again, Unreachable) and again.detail.startswith("unexpected ")
 
 
 def test_without_the_extra_the_install_command_is_said(tmp_path: Path) -> None:
@@ -303,6 +365,25 @@ def test_out_of_memory_is_tried_once_then_the_inputs_fault(
     assert "TooLargeForMemory" in text and "out of GPU memory twice" in text
 
 
+def test_the_same_prompt_on_two_lines_gets_its_retry_after_out_of_memory_on_each(
+    tmp_path: Path, model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first try of each line runs out of memory, its retry does not: both are made (the
+    one retry is the line's own, not the prompt's for the life of the process)."""
+    run_batch, calls = sdxl_pipeline.run, itertools.count(1)
+
+    def every_other_out_of_memory(*args: Any) -> Any:
+        if next(calls) % 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return run_batch(*args)
+
+    monkeypatch.setattr(sdxl_pipeline, "run", every_other_out_of_memory)
+    run = daemon(tmp_path, env(model))
+    (run.folders.inbox / "twice.txt").write_text("a huge cathedral\na huge cathedral\n")
+    run.run()
+    assert len(pngs(tmp_path)) == 2 and not list(run.folders.failed.iterdir())
+
+
 def test_out_of_memory_while_loading_pauses_the_queue(
     tmp_path: Path, model: Path, said: list[str], spoiled: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -352,6 +433,7 @@ def test_status_says_whether_the_model_is_loaded(
     tmp_path: Path, model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings, environ = settings_for(tmp_path), env(model)
+    settings.logs.mkdir(parents=True)  # as the command line's log set-up makes it
 
     def line() -> str:
         lines, healthy = sdxl.status(settings, environ, offline=True)

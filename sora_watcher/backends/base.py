@@ -43,6 +43,7 @@ class JobOptions:
 
 
 MAX_SEED = 2**32 - 1  # what A1111 and the other SD tools write: a seed stays portable
+MAX_STEPS = 150  # the most denoising steps a job may ask, whatever the backend
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,9 @@ class Capabilities:
         ):
             if value is not None and value not in allowed:
                 return _not_one_of(name, value, allowed)
-        if options.model is not None and not self.models:
-            return "model: this backend has no choice of model (SORA_BACKEND)"
         unsupported = self.unsupported(options)
         if unsupported is not None:
-            return f"{unsupported}: this backend does not take it (SORA_BACKEND)"
+            return unsupported
         if options.steps is not None and not 1 <= options.steps <= self.max_steps:
             return f"steps {options.steps!r} is not between 1 and {self.max_steps}"
         if options.seed is not None and options.seed + options.variants - 1 > MAX_SEED:
@@ -102,14 +101,16 @@ class Capabilities:
         return None
 
     def unsupported(self, options: JobOptions) -> str | None:
-        """The first option given that this backend has no use for."""
-        for name, value, supported in (
-            ("seed", options.seed, self.seeds),
-            ("negative_prompt", options.negative_prompt, self.negative_prompts),
-            ("steps", options.steps, self.max_steps > 0),
+        """The first option given that this backend has no use for, said."""
+        taken = "does not take it"
+        for name, value, supported, said in (
+            ("model", options.model, self.models, "has no choice of model"),
+            ("seed", options.seed, self.seeds, taken),
+            ("negative_prompt", options.negative_prompt, self.negative_prompts, taken),
+            ("steps", options.steps, self.max_steps > 0, taken),
         ):
             if value is not None and not supported:
-                return name
+                return f"{name}: this backend {said} (SORA_BACKEND)"
         return None
 
     def size_problem(self, size: str, model: str | None) -> str | None:
@@ -137,7 +138,7 @@ ANY_BACKEND = Capabilities(
     models=True,
     seeds=True,
     negative_prompts=True,
-    max_steps=150,
+    max_steps=MAX_STEPS,
 )
 
 

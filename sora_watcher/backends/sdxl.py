@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
 import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +37,7 @@ from loguru import logger
 from sora_watcher.backends import sdxl_state
 from sora_watcher.backends.base import (
     MAX_SEED,
+    MAX_STEPS,
     SIZE,
     Capabilities,
     Generation,
@@ -45,14 +45,21 @@ from sora_watcher.backends.base import (
     JobOptions,
 )
 from sora_watcher.backends.sdxl_errors import (
+    OutOfMemory,
     black_image,
     classify,
     extra_missing,
     is_out_of_memory,
     missing_packages,
-    out_of_memory,
+    model_missing,
 )
-from sora_watcher.backends.sdxl_settings import DiffusersSettings, read_settings
+from sora_watcher.backends.sdxl_settings import (
+    MAX_SIDE,
+    DiffusersSettings,
+    check_size,
+    local_folder,
+    read_settings,
+)
 from sora_watcher.config import Settings
 from sora_watcher.errors import GenerationError, Interrupted, Unreachable
 
@@ -64,24 +71,11 @@ if TYPE_CHECKING:  # the extra: imported on the worker thread, once known to be 
 # The aspect ratios as the sizes SDXL was trained at (about a megapixel each).
 SIZES = {"1:1": "1024x1024", "3:2": "1216x832", "2:3": "832x1216",
          "16:9": "1344x768", "9:16": "768x1344"}  # fmt: skip
-MAX_SIDE = 4096
-MAX_STEPS = 150
 MAX_VARIANTS = 4
 # The x2 pass's largest result: SDXL's sizes doubled (1344x768 -> 2688x1536) and no more. The
 # UNet's attention grows with the square of the pixels: a larger source would not fit any GPU.
 MAX_UPSCALED_PIXELS = 2048 * 2048
 SLICE_SECONDS = 0.5  # longest time between two looks at the stop flag while waiting
-
-
-def check_size(size: str, model: str | None) -> str | None:
-    match = SIZE.fullmatch(size)
-    assert match is not None  # Capabilities checked the shape
-    width, height = int(match["width"]), int(match["height"])
-    if width % 8 or height % 8:
-        return "both sides must be multiples of 8 (of 64 for the best results)"
-    if not (64 <= width <= MAX_SIDE and 64 <= height <= MAX_SIDE):
-        return f"each side between 64 and {MAX_SIDE}"
-    return None
 
 
 CAPABILITIES = Capabilities(
@@ -120,8 +114,6 @@ def upscaled(width: int, height: int) -> bool:
 
 def display_name(name: str | None, home: Path) -> str | None:
     """A model as the PNG's parameters line names it: a folder by its name, an id as it is."""
-    from sora_watcher.backends.sdxl_pipeline import local_folder
-
     if name is None or local_folder(name, home) is None:
         return name
     return Path(name).name
@@ -138,7 +130,6 @@ class Call:
     prompt: str
     options: JobOptions
     seed: int
-    started: float = field(default_factory=time.monotonic)
     over: bool = False
     interrupted: bool = False  # by a stop: the daemon is ending, nothing failed
     generation: Generation | None = None
@@ -159,7 +150,7 @@ class DiffusersBackend:
         self.changed = threading.Condition()
         self.counter = itertools.count(1)
         self.waiting: queue.Queue[str | None] = queue.Queue()
-        self.out_of_memory: set[str] = set()  # prompts that ran out of memory once
+        self.remembered = False  # the state file written for this backend (see _warm)
         self.worker = threading.Thread(target=self._work, name="diffusers", daemon=True)
         self.worker.start()
 
@@ -212,8 +203,9 @@ class DiffusersBackend:
     def _warm(self) -> Loaded:  # with the gpu lock held
         loaded, fresh = sdxl_state.warm(self.config, self.home)
         with self.state_lock:  # never written again once closed
-            if not self.closed.is_set() and (fresh or not self.state_file.exists()):
+            if not self.closed.is_set() and (fresh or not self.remembered):
                 sdxl_state.remember(self.state_file, loaded)
+                self.remembered = True
         return loaded
 
     def _over(self, task_id: str) -> bool:  # with self.changed held
@@ -223,7 +215,7 @@ class DiffusersBackend:
     def _work(self) -> None:
         """The one worker thread: the model loaded (at start, if so set), then each call."""
         if self.config.load_at_start or sdxl_state.kept(self.config, self.home) is not None:
-            self._guarded(self._load_now)  # warm already (after a pause): `status` says so
+            self._load_at_start()  # warm already (after a pause): `status` says so
         while not self.closed.is_set():
             task_id = self.waiting.get()
             if task_id is None or self.closed.is_set():
@@ -233,13 +225,10 @@ class DiffusersBackend:
             if call is not None:
                 self._finish(task_id, call)
 
-    def _load_now(self) -> None:
-        self.load()
-
-    def _guarded(self, action: Callable[[], None]) -> None:
-        """A load at start-up: an error is said, and said again by the first prompt."""
+    def _load_at_start(self) -> None:
+        """A load before any prompt: an error is said, and said again by the first prompt."""
         try:
-            action()
+            self.load()
         except GenerationError as exc:
             logger.error("diffusers: {} ({})", exc.name, exc.detail)
         except Exception as exc:
@@ -257,7 +246,7 @@ class DiffusersBackend:
             error = Unreachable(f"{task_id}: stopped during the generation")
             logger.info("{}: generation stopped", task_id)
         except Exception as exc:
-            error = self._classified(exc, call)
+            error = self._classified(exc)
             if isinstance(error, Unreachable):
                 logger.opt(exception=exc).error("{}: unexpected error in the generation", task_id)
         finally:
@@ -267,14 +256,11 @@ class DiffusersBackend:
                 call.over, call.generation, call.error = True, generation, error
                 self.changed.notify_all()
 
-    def _classified(self, exc: Exception, call: Call) -> GenerationError:
+    def _classified(self, exc: Exception) -> GenerationError:
         if not is_out_of_memory(exc):
             return classify(exc)
-        key = json.dumps([call.prompt, str(call.options)])
-        again = key in self.out_of_memory
-        self.out_of_memory.add(key)
         sdxl_state.empty_cache()
-        return out_of_memory(str(exc).splitlines()[0][:300], again)
+        return OutOfMemory(str(exc).splitlines()[0][:300])
 
     def _generate(self, task_id: str, call: Call) -> Generation:
         from sora_watcher.backends import sdxl_pipeline
@@ -283,7 +269,7 @@ class DiffusersBackend:
         with sdxl_state.gpu:
             loaded = self._warm()
             started = time.monotonic()
-            arrays = sdxl_pipeline.run(loaded, batch, self._step_watcher(task_id, batch.steps))
+            arrays = sdxl_pipeline.run(loaded, batch, self._on_step)
         seconds = round(time.monotonic() - started, 3)
         given = call.options.seed is not None
         images = [
@@ -309,19 +295,11 @@ class DiffusersBackend:
             options.steps or config.steps, config.guidance, config.refiner_switch, strength,
         )  # fmt: skip
 
-    def _step_watcher(self, task_id: str, steps: int) -> Callable[[str], None]:
+    def _on_step(self, name: str) -> None:
         """Called after each denoising step of each pass: a stop (or close) ends the
         generation there."""
-        counter = itertools.count(1)
-
-        def on_step(name: str) -> None:
-            step = next(counter)
-            if step == 1:
-                logger.debug("{}: first step done ({} asked)", task_id, steps)
-            if self.stop.is_set() or self.closed.is_set():
-                raise Interrupted()
-
-        return on_step
+        if self.stop.is_set() or self.closed.is_set():
+            raise Interrupted()
 
     def _image(self, task_id: str, array: np.ndarray, seed: int, given: bool) -> ImageFile:
         from PIL import Image
@@ -349,7 +327,6 @@ class DiffusersBackend:
             "sampler": loaded.sampler,
             "scheduler": config.scheduler,
             "guidance": batch.guidance,
-            "negative_prompt": batch.negative,
             "refiner": display_name(config.refiner, self.home),
             "refiner_path": config.refiner,
             "refiner_switch": batch.refiner_switch if config.refiner else None,
@@ -374,12 +351,8 @@ def create(
     if missing:
         raise extra_missing(missing)
     config = read_settings(environ())
-    from sora_watcher.backends.sdxl_pipeline import local_folder
-
     folder = local_folder(config.model, settings.home)
     if folder is not None and not folder.is_dir():  # said now, not after a load at start
-        from sora_watcher.backends.sdxl_errors import model_missing
-
         raise model_missing("SORA_DIFFUSERS_MODEL", config.model, folder, "no such folder")
     return DiffusersBackend(config, settings, stop)
 

@@ -5,12 +5,13 @@
 - a model folder missing or broken: the queue stops, naming it, until the folder changes;
 - out of GPU memory while loading the model: the queue stops (no prompt is to blame), with
   the offload hint;
-- out of GPU memory during a generation: tried again once, with a hint (offload, a smaller
-  size); the same prompt out of memory again is that input's fault;
+- out of GPU memory during a generation: tried again once (``max_retries=1``), with a hint
+  (offload, a smaller size); out of memory on that try too, the input's fault;
 - a NaN or black image (the SDXL VAE overflows in fp16): never saved; tried again with a new
   seed when the seed was drawn, the input's fault when the job gave it (the same seed gives
   the same NaN);
-- anything else the libraries raise: by the table ``RULES``, else tried again later.
+- anything else the libraries raise: a ``ValueError`` (the pipeline refused a value) is the
+  input's fault, the rest tried again later.
 
 This module imports neither ``torch`` nor ``diffusers``: it reads exceptions by their class
 names and words, so that it can say the extra is missing.
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable
 from pathlib import Path
 
 from sora_watcher.errors import (
@@ -54,11 +54,27 @@ class TooLargeToLoad(ModelUnavailable):
 
 
 class OutOfMemory(TransientError):
-    """The GPU ran out of memory: the first time for a prompt, worth another try."""
+    """The GPU ran out of memory during a generation: worth one more try (another program may
+    have held the memory); out of memory again, the prompt is too large here."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"out of GPU memory; tried again once (SORA_DIFFUSERS_OFFLOAD=true or a smaller "
+            f"size helps) ({detail})",
+            max_retries=1,
+        )
+        self.cause = detail
+
+    def given_up(self, attempts: int) -> GenerationError:
+        times = "twice" if attempts > 1 else "once"  # once: SORA_MAX_RETRIES=0
+        return TooLargeForMemory(
+            f"out of GPU memory {times} for this prompt: ask a smaller size or fewer variants, "
+            f"or set SORA_DIFFUSERS_OFFLOAD=true ({self.cause})"
+        )
 
 
 class TooLargeForMemory(PermanentError):
-    """The same prompt ran out of memory again: its size or variants are too much here."""
+    """Out of memory on its retry too: the prompt's size or variants are too much here."""
 
 
 class BlackImage(TransientError):
@@ -140,41 +156,18 @@ def too_large_to_load(name: str, detail: str) -> TooLargeToLoad:
     return TooLargeToLoad(f"out of GPU memory while loading {name} ({detail})", Resume(hint=hint))
 
 
-def out_of_memory(detail: str, again: bool) -> GenerationError:
-    if again:
-        return TooLargeForMemory(
-            f"out of GPU memory twice for this prompt: ask a smaller size or fewer variants, "
-            f"or set SORA_DIFFUSERS_OFFLOAD=true ({detail})"
-        )
-    return OutOfMemory(
-        f"out of GPU memory; tried again once (SORA_DIFFUSERS_OFFLOAD=true or a smaller size "
-        f"helps) ({detail})"
-    )
-
-
 def is_out_of_memory(exc: BaseException) -> bool:
     return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
 
 
-Meaning = Callable[[str], GenerationError]
-# (class name, words in its message or "" for any) -> the family, for errors raised during a
-# generation; the first match wins. Not listed: Unreachable (tried again later).
-RULES: list[tuple[str, str, Meaning]] = [
-    ("ValueError", "", InvalidRequest),  # the pipeline refused a value (a size, the steps)
-    ("RuntimeError", "expected all tensors to be on the same device", Unreachable),
-    ("RuntimeError", "cuda error", Unreachable),  # the driver; a fresh try may do
-    ("RuntimeError", "mps", Unreachable),
-    ("NotImplementedError", "", Unreachable),  # an operation the device lacks (MPS)
-]
-
-
 def classify(exc: BaseException) -> GenerationError:
-    """A generation's error (not out-of-memory: see ``out_of_memory``) as the daemon's."""
+    """A generation's error (not out-of-memory: see ``OutOfMemory``) as the daemon's: a
+    ``ValueError`` is the pipeline refusing a value of the request (a size, the steps); the
+    rest (the driver, an operation the device lacks, tensors on two devices ...) may go on
+    another try."""
     if isinstance(exc, GenerationError):
         return exc
-    name, words = type(exc).__name__, str(exc)
-    detail = f"{name}: {words}".strip()[:500]
-    for rule_class, rule_words, meaning in RULES:
-        if name == rule_class and rule_words in words.lower():
-            return meaning(detail)
+    detail = f"{type(exc).__name__}: {exc}".strip()[:500]
+    if isinstance(exc, ValueError):
+        return InvalidRequest(detail)
     return Unreachable(f"unexpected {detail}")

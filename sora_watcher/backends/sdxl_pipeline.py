@@ -29,7 +29,7 @@ from loguru import logger
 
 from sora_watcher.backends.sdxl_errors import is_out_of_memory, model_missing
 from sora_watcher.backends.sdxl_prompts import Encoder
-from sora_watcher.backends.sdxl_settings import SAMPLER_NAMES, DiffusersSettings
+from sora_watcher.backends.sdxl_settings import SAMPLER_NAMES, DiffusersSettings, local_folder
 from sora_watcher.errors import GenerationError
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -104,14 +104,6 @@ def pick_dtype(wanted: str, device: str) -> str:
     if wanted != "auto":
         return wanted
     return "fp32" if device == "cpu" else "fp16"
-
-
-def local_folder(name: str, home: Path) -> Path | None:
-    """The folder ``name`` stands for, or None for a model id ("owner/name", not a folder)."""
-    path = Path(name).expanduser()
-    path = path if path.is_absolute() else home / path
-    is_id = name.count("/") == 1 and not name.startswith((".", "/", "~"))
-    return None if is_id and not path.exists() else path
 
 
 def from_pretrained(kind: Any, what: str, name: str, home: Path, **kwargs: Any) -> Any:

@@ -15,22 +15,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast, get_args
 
+from sora_watcher.backends.base import SIZE
 from sora_watcher.options import (
     ConfigError,
     Convert,
     Option,
     Table,
+    between,
     check_fields,
     choice,
     count,
     flag_word,
-    number,
     resolve,
     text_or_none,
     verbatim,
 )
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
+MAX_SIDE = 4096
 Scheduler = Literal["dpmpp-2m-karras", "dpmpp-2m", "euler-a", "euler", "ddim", "model"]
 Dtype = Literal["auto", "fp16", "bf16", "fp32"]
 Upscale = Literal["off", "x2"]
@@ -68,23 +70,37 @@ def _device(name: str, text: str, _home: Path) -> str:
     return device
 
 
+def check_size(size: str, model: str | None) -> str | None:
+    """What is wrong with a "WxH" (already of that shape) for SDXL; None if nothing."""
+    match = SIZE.fullmatch(size)
+    assert match is not None  # Capabilities (or _size) checked the shape
+    width, height = int(match["width"]), int(match["height"])
+    if width % 8 or height % 8:
+        return "both sides must be multiples of 8 (of 64 for the best results)"
+    if not (64 <= width <= MAX_SIDE and 64 <= height <= MAX_SIDE):
+        return f"each side between 64 and {MAX_SIDE}"
+    return None
+
+
 def _size(name: str, text: str, _home: Path) -> str | None:
     if not text:
         return None
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) >= 64 and int(p) % 8 == 0 for p in parts):
-        raise ConfigError(f"{name}={text!r}: expected WxH, each side a multiple of 8 from 64")
-    return text.lower()
+    size = text.lower()
+    if not SIZE.fullmatch(size):
+        raise ConfigError(f"{name}={text!r}: expected WxH, e.g. 1024x1024")
+    problem = check_size(size, None)
+    if problem is not None:
+        raise ConfigError(f"{name}={text!r}: {problem}")
+    return size
 
 
-def fraction(least: float, most: float) -> Convert[float]:
-    def convert(name: str, text: str, _home: Path) -> float:
-        value = number(name, text, float, least)
-        if value > most:
-            raise ConfigError(f"{name}={text!r}: must be at most {most:g}")
-        return value
-
-    return convert
+def local_folder(name: str, home: Path) -> Path | None:
+    """The folder a model setting stands for, or None for a model id ("owner/name", not a
+    folder). Plain path logic: ``create`` asks it on the daemon's thread, before READY."""
+    path = Path(name).expanduser()
+    path = path if path.is_absolute() else home / path
+    is_id = name.count("/") == 1 and not name.startswith((".", "/", "~"))
+    return None if is_id and not path.exists() else path
 
 
 def _option(
@@ -98,13 +114,13 @@ OPTIONS: Table = (
             "a local model folder, or a model id already in the Hugging Face cache"),
     _option("refiner", "SORA_DIFFUSERS_REFINER", "", text_or_none,
             "the SDXL refiner (folder or id), run after the base as the ensemble of experts"),
-    _option("refiner_switch", "SORA_DIFFUSERS_REFINER_SWITCH", "0.8", fraction(0.05, 0.95),
+    _option("refiner_switch", "SORA_DIFFUSERS_REFINER_SWITCH", "0.8", between(0.05, 0.95),
             "the share of the steps the base makes before the refiner takes over"),
     _option("size", "SORA_DIFFUSERS_SIZE", "", _size,
             "WxH for 1:1 prompts that give no size (other ratios: SDXL's sizes); empty: 1024x1024"),
     _option("steps", "SORA_DIFFUSERS_STEPS", "30", count(1),
             "denoising steps (a job may say \"steps\")"),
-    _option("guidance", "SORA_DIFFUSERS_GUIDANCE", "7.0", fraction(0.0, 30.0),
+    _option("guidance", "SORA_DIFFUSERS_GUIDANCE", "7.0", between(0.0, 30.0),
             "how closely the image follows the prompt (CFG scale)"),
     _option("scheduler", "SORA_DIFFUSERS_SCHEDULER", "dpmpp-2m-karras", _scheduler,
             "dpmpp-2m-karras, dpmpp-2m, euler-a, euler, ddim, or model (the folder's own)"),
@@ -118,7 +134,7 @@ OPTIONS: Table = (
             "model CPU offload, for GPUs with little memory (slower)"),
     _option("upscale", "SORA_DIFFUSERS_UPSCALE", "off", _upscale,
             "off, or x2: each image made twice as large by a second, light pass of the base"),
-    _option("upscale_strength", "SORA_DIFFUSERS_UPSCALE_STRENGTH", "0.3", fraction(0.05, 1.0),
+    _option("upscale_strength", "SORA_DIFFUSERS_UPSCALE_STRENGTH", "0.3", between(0.05, 1.0),
             "how much the x2 pass may change the image"),
     _option("load_at_start", "SORA_DIFFUSERS_LOAD_AT_START", "true", flag_word,
             "load the model when the daemon starts (true) or at the first prompt (false)"),

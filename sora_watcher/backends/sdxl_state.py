@@ -115,9 +115,8 @@ def remember(path: Path, loaded: Loaded) -> None:
         "weights_mb": loaded.weights_mb(),
         "device_memory_mb": memory_mb(loaded.device),
     }
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, json.dumps(state, indent=1).encode())
+    try:  # a note in logs/ (made with the log), as the board is: no fsync
+        write_atomically(path, json.dumps(state, indent=1).encode(), durable=False)
     except OSError as exc:  # only `status` reads it
         logger.debug("diffusers: cannot write {}: {}", path, exc)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sora_watcher.backends.base import ANY_BACKEND, MAX_SEED, Capabilities, JobOptions
+from sora_watcher.backends.base import ANY_BACKEND, MAX_SEED, MAX_STEPS, Capabilities, JobOptions
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 OPTION_KEYS = (
@@ -21,8 +21,9 @@ OPTION_KEYS = (
     "seed", "negative_prompt", "steps",
 )  # fmt: skip
 TEXT_OPTIONS = ("size", "quality", "background", "model", "negative_prompt")
-# Whole numbers an input may give (a CSV cell is a text of digits), with their range.
-NUMBER_OPTIONS = {"seed": (0, MAX_SEED), "steps": (1, 10_000)}
+# Whole numbers an input may give (a CSV cell is a text of digits), with their range. The
+# steps' range is the most any backend takes; the active one's (Capabilities) may be narrower.
+NUMBER_OPTIONS = {"seed": (0, MAX_SEED), "steps": (1, MAX_STEPS)}
 
 
 class InputError(Exception):
@@ -134,9 +135,7 @@ def job_options(
     """Options of a JSON job or a CSV row, checked against what the active backend can do
     before anything is paid; an invalid value names the option and the values allowed."""
     aspect = fields.get("aspect_ratio") or "1:1"
-    variants = fields.get("variants") or 1
-    if isinstance(variants, str) and parse_int(variants) is not None:
-        variants = parse_int(variants)
+    variants = as_int(fields.get("variants") or 1)
     if not isinstance(variants, int) or isinstance(variants, bool):
         allowed = ", ".join(map(str, capabilities.variants))
         raise InputError(f"variants {variants!r} is not one of {allowed}")
@@ -159,10 +158,11 @@ def job_options(
 INTEGER = re.compile(r"[+-]?[0-9]{1,20}")  # ASCII digits: str.isdigit() also takes "²"
 
 
-def parse_int(text: str) -> int | None:
-    """A CSV cell's whole number ("42", " -1 "), or None if it is not one."""
-    text = text.strip()
-    return int(text) if INTEGER.fullmatch(text) else None
+def as_int(value: object) -> object:
+    """A CSV cell's whole number ("42", " -1 ") as an int; any other value as it is."""
+    if isinstance(value, str) and INTEGER.fullmatch(value.strip()):
+        return int(value)
+    return value
 
 
 def whole_number(key: str, value: object, least: int, most: int) -> int | None:
@@ -170,8 +170,7 @@ def whole_number(key: str, value: object, least: int, most: int) -> int | None:
     A negative one is said to be out of range, not "not a whole number"."""
     if value is None or value == "":
         return None
-    if isinstance(value, str) and parse_int(value) is not None:
-        value = parse_int(value)
+    value = as_int(value)
     if not isinstance(value, int) or isinstance(value, bool):
         raise InputError(f"{key} {value!r} is not a whole number")
     if not least <= value <= most:

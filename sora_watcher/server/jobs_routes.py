@@ -9,8 +9,7 @@ from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from sora_watcher.backends.base import MAX_SEED
-from sora_watcher.inputs.common import NUMBER_OPTIONS
+from sora_watcher.backends.base import MAX_SEED, MAX_STEPS
 from sora_watcher.job_view import describe
 from sora_watcher.records import ID, JobStatus, Record
 from sora_watcher.server.deps import Ctx, protected
@@ -42,9 +41,7 @@ class JobIn(BaseModel):
         None, ge=0, le=MAX_SEED, description="the same seed, the same pixels (diffusers)"
     )
     negative_prompt: str | None = Field(None, description="what to keep out (diffusers)")
-    steps: int | None = Field(
-        None, ge=1, le=NUMBER_OPTIONS["steps"][1], description="denoising steps (diffusers)"
-    )
+    steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="denoising steps (diffusers)")
     name: str | None = Field(None, description="a sub-folder of images/ for its images")
     chart: dict[str, Any] | None = Field(None, description="an AstroSource or kerykeion chart")
     user: str | None = Field(None, description="the chart's user: images/<user>/")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import binascii
 import importlib
-import itertools
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -40,6 +39,7 @@ from sora_watcher.backends.base import (
     JobOptions,
     to_png,
 )
+from sora_watcher.backends.calls import Calls
 from sora_watcher.backends.openai_errors import KEYS_URL, Classifier, public_url, redact, said
 from sora_watcher.backends.openai_settings import (
     BACKGROUNDS,
@@ -52,7 +52,6 @@ from sora_watcher.errors import (
     CredentialsMissing,
     DownloadFailed,
     GenerationError,
-    Interrupted,
     Resume,
     Unreachable,
 )
@@ -66,7 +65,6 @@ FIXED_SIZES = ("auto", "1024x1024", "1536x1024", "1024x1536")
 FLEXIBLE_SIZES = {"1:1": "1024x1024", "3:2": "1536x1024", "2:3": "1024x1536",
                   "16:9": "1536x864", "9:16": "864x1536"}  # fmt: skip
 FIXED_FOR_RATIO = {**FLEXIBLE_SIZES, "16:9": "1536x1024", "9:16": "1024x1536"}
-SLICE_SECONDS = 0.5  # longest time between two looks at the stop flag
 MIN_PROBE_SECONDS = 1.0  # even with SORA_PAUSE_SECONDS=0: no back-to-back probes
 PROBE_SECONDS = 60.0  # at most, between two asks of a paused queue: key or model accepted?
 PROBE_TIMEOUT = 5.0
@@ -127,9 +125,6 @@ class Call:
 
     params: dict[str, Any]
     started: float = field(default_factory=time.monotonic)
-    over: bool = False
-    generation: Generation | None = None
-    error: GenerationError | None = None
 
 
 class OpenAIImages:
@@ -142,9 +137,7 @@ class OpenAIImages:
         self._client: openai.OpenAI | None = None
         self._client_lock = threading.Lock()
         self._closed = False
-        self.calls: dict[str, Call] = {}
-        self.changed = threading.Condition()
-        self.counter = itertools.count(1)
+        self.calls: Calls[Call] = Calls("call", stop)
 
     def submit(self, prompt: str, options: JobOptions) -> str:
         model = options.model or self.config.model
@@ -159,30 +152,16 @@ class OpenAIImages:
         }
         if options.background is not None:
             params["background"] = options.background
-        task_id, call = f"call_{next(self.counter):06d}", Call(params)
-        with self.changed:
-            self.calls[task_id] = call
+        call = Call(params)
+        task_id = self.calls.add(call)
         threading.Thread(target=self._run, args=(task_id, call), daemon=True, name=task_id).start()
         return task_id
 
     def finished(self, task_ids: list[str], wait: float) -> list[str]:
-        with self.changed:
-            self.changed.wait_for(lambda: any(map(self._over, task_ids)), timeout=wait)
-            return [task_id for task_id in task_ids if self._over(task_id)]
+        return self.calls.finished(task_ids, wait)
 
     def collect(self, task_id: str, options: JobOptions) -> Generation:
-        with self.changed:
-            while not self._over(task_id):
-                if self.stop.is_set():
-                    raise Interrupted()
-                self.changed.wait(SLICE_SECONDS)
-            call = self.calls.pop(task_id, None)
-        if call is None:
-            raise Unreachable(f"{task_id}: no such call in this run")
-        if call.error is not None:
-            raise call.error
-        assert call.generation is not None
-        return call.generation
+        return self.calls.collect(task_id)
 
     def find_task(self, prompt: str, since: float) -> str | None:
         return None  # the API keeps no task to find: the prompt is sent again
@@ -203,10 +182,6 @@ class OpenAIImages:
                 self._client = client_for(self.config, self.config.timeout)
             return self._client
 
-    def _over(self, task_id: str) -> bool:  # with self.changed held
-        call = self.calls.get(task_id)
-        return call is None or call.over
-
     def _run(self, task_id: str, call: Call) -> None:
         """The call, on its own thread; what came of it is left in ``call`` for collect(),
         whatever happens: a call never left running for ever."""
@@ -220,11 +195,7 @@ class OpenAIImages:
             logger.opt(exception=exc).error("{}: unexpected error in the call", task_id)
             error = Unreachable(redact(f"unexpected {type(exc).__name__}: {exc}", self.key))
         finally:
-            if generation is None and error is None:
-                error = Unreachable(f"{task_id}: the call ended without an answer")
-            with self.changed:
-                call.over, call.generation, call.error = True, generation, error
-                self.changed.notify_all()
+            self.calls.end(task_id, generation, error)
 
     def _call(self, task_id: str, call: Call) -> Generation:
         import openai  # loaded by warm_up(): at most the first call waits for it

@@ -22,7 +22,6 @@ between two denoising steps, through the pipeline's step callback.
 from __future__ import annotations
 
 import io
-import itertools
 import queue
 import random
 import threading
@@ -44,6 +43,7 @@ from sora_watcher.backends.base import (
     ImageFile,
     JobOptions,
 )
+from sora_watcher.backends.calls import Calls
 from sora_watcher.backends.sdxl_errors import (
     OutOfMemory,
     black_image,
@@ -75,7 +75,6 @@ MAX_VARIANTS = 4
 # The x2 pass's largest result: SDXL's sizes doubled (1344x768 -> 2688x1536) and no more. The
 # UNet's attention grows with the square of the pixels: a larger source would not fit any GPU.
 MAX_UPSCALED_PIXELS = 2048 * 2048
-SLICE_SECONDS = 0.5  # longest time between two looks at the stop flag while waiting
 
 
 CAPABILITIES = Capabilities(
@@ -130,10 +129,6 @@ class Call:
     prompt: str
     options: JobOptions
     seed: int
-    over: bool = False
-    interrupted: bool = False  # by a stop: the daemon is ending, nothing failed
-    generation: Generation | None = None
-    error: GenerationError | None = None
 
 
 class DiffusersBackend:
@@ -146,9 +141,7 @@ class DiffusersBackend:
         self.stop = stop
         self.closed = threading.Event()
         self.state_lock = threading.Lock()  # the state file: the worker writes, close removes
-        self.calls: dict[str, Call] = {}
-        self.changed = threading.Condition()
-        self.counter = itertools.count(1)
+        self.calls: Calls[Call] = Calls("sdxl", stop)
         self.waiting: queue.Queue[str | None] = queue.Queue()
         self.remembered = False  # the state file written for this backend (see _warm)
         self.worker = threading.Thread(target=self._work, name="diffusers", daemon=True)
@@ -158,32 +151,15 @@ class DiffusersBackend:
         # A drawn seed leaves room for a batch's seed + i.
         drawn = random.randint(0, MAX_SEED - (MAX_VARIANTS - 1))
         seed = options.seed if options.seed is not None else drawn
-        task_id = f"sdxl_{next(self.counter):06d}"
-        with self.changed:
-            self.calls[task_id] = Call(prompt, options, seed)
+        task_id = self.calls.add(Call(prompt, options, seed))
         self.waiting.put(task_id)
         return task_id
 
     def finished(self, task_ids: list[str], wait: float) -> list[str]:
-        with self.changed:
-            self.changed.wait_for(lambda: any(map(self._over, task_ids)), timeout=wait)
-            return [task_id for task_id in task_ids if self._over(task_id)]
+        return self.calls.finished(task_ids, wait)
 
     def collect(self, task_id: str, options: JobOptions) -> Generation:
-        with self.changed:
-            while not self._over(task_id):
-                if self.stop.is_set():
-                    raise Interrupted()
-                self.changed.wait(SLICE_SECONDS)
-            call = self.calls.pop(task_id, None)
-        if call is None:
-            raise Unreachable(f"{task_id}: no such generation in this run")
-        if call.interrupted:
-            raise Interrupted()
-        if call.error is not None:
-            raise call.error
-        assert call.generation is not None
-        return call.generation
+        return self.calls.collect(task_id)
 
     def find_task(self, prompt: str, since: float) -> str | None:
         return None  # nothing outlives the process: the prompt is made again
@@ -208,10 +184,6 @@ class DiffusersBackend:
                 self.remembered = True
         return loaded
 
-    def _over(self, task_id: str) -> bool:  # with self.changed held
-        call = self.calls.get(task_id)
-        return call is None or call.over
-
     def _work(self) -> None:
         """The one worker thread: the model loaded (at start, if so set), then each call."""
         if self.config.load_at_start or sdxl_state.kept(self.config, self.home) is not None:
@@ -220,8 +192,7 @@ class DiffusersBackend:
             task_id = self.waiting.get()
             if task_id is None or self.closed.is_set():
                 break
-            with self.changed:
-                call = self.calls.get(task_id)
+            call = self.calls.call(task_id)
             if call is not None:
                 self._finish(task_id, call)
 
@@ -237,12 +208,13 @@ class DiffusersBackend:
     def _finish(self, task_id: str, call: Call) -> None:
         generation: Generation | None = None
         error: GenerationError | None = None
+        interrupted = False
         try:
             generation = self._generate(task_id, call)
         except GenerationError as exc:
             error = exc
         except Interrupted:
-            call.interrupted = True
+            interrupted = True
             error = Unreachable(f"{task_id}: stopped during the generation")
             logger.info("{}: generation stopped", task_id)
         except Exception as exc:
@@ -250,11 +222,7 @@ class DiffusersBackend:
             if isinstance(error, Unreachable):
                 logger.opt(exception=exc).error("{}: unexpected error in the generation", task_id)
         finally:
-            if generation is None and error is None:  # a BaseException on its way out
-                error = Unreachable(f"{task_id}: the generation ended without images")
-            with self.changed:
-                call.over, call.generation, call.error = True, generation, error
-                self.changed.notify_all()
+            self.calls.end(task_id, generation, error, interrupted)
 
     def _classified(self, exc: Exception) -> GenerationError:
         if not is_out_of_memory(exc):

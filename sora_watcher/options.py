@@ -71,6 +71,12 @@ class Option(Generic[T]):
         return self.convert(self.env, self.text(flags, environ), home)
 
 
+def or_default(key: str, env: str, default: str, convert: Convert[T], help: str) -> Option[T]:
+    """An option of the environment only, whose empty variable (``X=`` as ``.env.example``
+    writes it) means its default: the backends' sections."""
+    return Option(key, env, default, convert, help, blank_is_default=True)
+
+
 Table = tuple[Option[Any], ...]
 
 

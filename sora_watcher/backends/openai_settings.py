@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Literal, cast, get_args
 
 from sora_watcher.options import (
-    Convert,
-    Option,
     Table,
     check_fields,
     choice,
+    or_default,
     resolve,
     seconds,
     text_or_none,
@@ -50,29 +49,23 @@ def _moderation(name: str, text: str, _home: Path) -> Moderation:
     return cast(Moderation, choice(name, text, MODERATIONS))
 
 
-def _option(
-    key: str, env: str, default: str, convert: Convert[object], help: str
-) -> Option[object]:
-    return Option(key, env, default, convert, help, blank_is_default=True)
-
-
-QUALITY = _option(
+QUALITY = or_default(
     "quality", "SORA_OPENAI_QUALITY", "auto", verbatim,
     "auto, low, medium or high (xhigh and max on the 2.5 and 2.6 models)",
 )  # fmt: skip
 OPTIONS: Table = (
-    _option("api_key", "OPENAI_API_KEY", "", _key, "the API key: a secret, never logged"),
-    _option("base_url", "OPENAI_BASE_URL", DEFAULT_BASE_URL, verbatim,
-            "another endpoint of the same shape (Azure OpenAI, a proxy, the stand-in)"),
-    _option("organization", "OPENAI_ORG_ID", "", text_or_none, "the organization billed"),
-    _option("project", "OPENAI_PROJECT_ID", "", text_or_none, "the project billed"),
-    _option("model", "SORA_OPENAI_MODEL", "gpt-image-2", verbatim,
-            "the model; a job may name its own"),
+    or_default("api_key", "OPENAI_API_KEY", "", _key, "the API key: a secret, never logged"),
+    or_default("base_url", "OPENAI_BASE_URL", DEFAULT_BASE_URL, verbatim,
+               "another endpoint of the same shape (Azure OpenAI, a proxy, the stand-in)"),
+    or_default("organization", "OPENAI_ORG_ID", "", text_or_none, "the organization billed"),
+    or_default("project", "OPENAI_PROJECT_ID", "", text_or_none, "the project billed"),
+    or_default("model", "SORA_OPENAI_MODEL", "gpt-image-2", verbatim,
+               "the model; a job may name its own"),
     QUALITY,
-    _option("moderation", "SORA_OPENAI_MODERATION", "auto", _moderation,
-            "the API's moderation level: auto or low"),
-    _option("timeout", "SORA_OPENAI_TIMEOUT", "300", seconds(1),
-            "seconds one call may take before it counts as timed out"),
+    or_default("moderation", "SORA_OPENAI_MODERATION", "auto", _moderation,
+               "the API's moderation level: auto or low"),
+    or_default("timeout", "SORA_OPENAI_TIMEOUT", "300", seconds(1),
+               "seconds one call may take before it counts as timed out"),
 )  # fmt: skip
 
 

@@ -18,14 +18,13 @@ from typing import Literal, cast, get_args
 from sora_watcher.backends.base import SIZE
 from sora_watcher.options import (
     ConfigError,
-    Convert,
-    Option,
     Table,
     between,
     check_fields,
     choice,
     count,
     flag_word,
+    or_default,
     resolve,
     text_or_none,
     verbatim,
@@ -103,41 +102,35 @@ def local_folder(name: str, home: Path) -> Path | None:
     return None if is_id and not path.exists() else path
 
 
-def _option(
-    key: str, env: str, default: str, convert: Convert[object], help: str
-) -> Option[object]:
-    return Option(key, env, default, convert, help, blank_is_default=True)
-
-
 OPTIONS: Table = (
-    _option("model", "SORA_DIFFUSERS_MODEL", DEFAULT_MODEL, verbatim,
-            "a local model folder, or a model id already in the Hugging Face cache"),
-    _option("refiner", "SORA_DIFFUSERS_REFINER", "", text_or_none,
-            "the SDXL refiner (folder or id), run after the base as the ensemble of experts"),
-    _option("refiner_switch", "SORA_DIFFUSERS_REFINER_SWITCH", "0.8", between(0.05, 0.95),
-            "the share of the steps the base makes before the refiner takes over"),
-    _option("size", "SORA_DIFFUSERS_SIZE", "", _size,
-            "WxH for 1:1 prompts that give no size (other ratios: SDXL's sizes); empty: 1024x1024"),
-    _option("steps", "SORA_DIFFUSERS_STEPS", "30", count(1),
-            "denoising steps (a job may say \"steps\")"),
-    _option("guidance", "SORA_DIFFUSERS_GUIDANCE", "7.0", between(0.0, 30.0),
-            "how closely the image follows the prompt (CFG scale)"),
-    _option("scheduler", "SORA_DIFFUSERS_SCHEDULER", "dpmpp-2m-karras", _scheduler,
-            "dpmpp-2m-karras, dpmpp-2m, euler-a, euler, ddim, or model (the folder's own)"),
-    _option("device", "SORA_DIFFUSERS_DEVICE", "auto", _device,
-            "auto (CUDA, else Apple MPS, else CPU), cuda, cuda:N, mps or cpu"),
-    _option("dtype", "SORA_DIFFUSERS_DTYPE", "auto", _dtype,
-            "auto (fp16 on a GPU, fp32 on CPU), fp16, bf16 or fp32"),
-    _option("vae", "SORA_DIFFUSERS_VAE", "", text_or_none,
-            "another VAE (folder or id), e.g. an fp16-fixed one; empty: the model's, upcast"),
-    _option("offload", "SORA_DIFFUSERS_OFFLOAD", "false", flag_word,
-            "model CPU offload, for GPUs with little memory (slower)"),
-    _option("upscale", "SORA_DIFFUSERS_UPSCALE", "off", _upscale,
-            "off, or x2: each image made twice as large by a second, light pass of the base"),
-    _option("upscale_strength", "SORA_DIFFUSERS_UPSCALE_STRENGTH", "0.3", between(0.05, 1.0),
-            "how much the x2 pass may change the image"),
-    _option("load_at_start", "SORA_DIFFUSERS_LOAD_AT_START", "true", flag_word,
-            "load the model when the daemon starts (true) or at the first prompt (false)"),
+    or_default("model", "SORA_DIFFUSERS_MODEL", DEFAULT_MODEL, verbatim,
+               "a local model folder, or a model id already in the Hugging Face cache"),
+    or_default("refiner", "SORA_DIFFUSERS_REFINER", "", text_or_none,
+               "the SDXL refiner (folder or id), run after the base as the ensemble of experts"),
+    or_default("refiner_switch", "SORA_DIFFUSERS_REFINER_SWITCH", "0.8", between(0.05, 0.95),
+               "the share of the steps the base makes before the refiner takes over"),
+    or_default("size", "SORA_DIFFUSERS_SIZE", "", _size,
+               "WxH of 1:1 prompts giving no size (other ratios: SDXL's sizes); empty: 1024x1024"),
+    or_default("steps", "SORA_DIFFUSERS_STEPS", "30", count(1),
+               "denoising steps (a job may say \"steps\")"),
+    or_default("guidance", "SORA_DIFFUSERS_GUIDANCE", "7.0", between(0.0, 30.0),
+               "how closely the image follows the prompt (CFG scale)"),
+    or_default("scheduler", "SORA_DIFFUSERS_SCHEDULER", "dpmpp-2m-karras", _scheduler,
+               "dpmpp-2m-karras, dpmpp-2m, euler-a, euler, ddim, or model (the folder's own)"),
+    or_default("device", "SORA_DIFFUSERS_DEVICE", "auto", _device,
+               "auto (CUDA, else Apple MPS, else CPU), cuda, cuda:N, mps or cpu"),
+    or_default("dtype", "SORA_DIFFUSERS_DTYPE", "auto", _dtype,
+               "auto (fp16 on a GPU, fp32 on CPU), fp16, bf16 or fp32"),
+    or_default("vae", "SORA_DIFFUSERS_VAE", "", text_or_none,
+               "another VAE (folder or id), e.g. an fp16-fixed one; empty: the model's, upcast"),
+    or_default("offload", "SORA_DIFFUSERS_OFFLOAD", "false", flag_word,
+               "model CPU offload, for GPUs with little memory (slower)"),
+    or_default("upscale", "SORA_DIFFUSERS_UPSCALE", "off", _upscale,
+               "off, or x2: each image made twice as large by a second, light pass of the base"),
+    or_default("upscale_strength", "SORA_DIFFUSERS_UPSCALE_STRENGTH", "0.3", between(0.05, 1.0),
+               "how much the x2 pass may change the image"),
+    or_default("load_at_start", "SORA_DIFFUSERS_LOAD_AT_START", "true", flag_word,
+               "load the model when the daemon starts (true) or at the first prompt (false)"),
 )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ import glob
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from sora_watcher.inputs.common import safe_folder
 from sora_watcher.records import JobStatus, Record, Records, new_id, untag
 
 JOB_NAME = "job.json"  # the name a submitted JSON job is read under
+MOVE_WAIT = 5.0  # seconds a retry waits for a just-ended job's input to reach failed/
+MOVE_POLL = 0.02
 
 
 class SubmitError(Exception):
@@ -144,11 +147,18 @@ def field_of(message: str, body: dict[str, Any]) -> str | None:
 def retry(record: Record, records: Records, folders: Folders) -> Path:
     """A failed job back into the inbox, under its tagged name so that it keeps its id; the
     prompts it already made are not made again (see ``Record.images_made``)."""
+    record = settled(record, records)
     source = failed_file(record, folders)
     # A queued job whose input is still in failed/: a retry that died half-way.
     if record.state is not JobStatus.FAILED and not (record.state is JobStatus.QUEUED and source):
         raise SubmitError(
             f"job {record.id} is {record.state.value}: only a failed job is retried", status=409
+        )
+    if source is None and moving(record):
+        raise SubmitError(
+            f"job {record.id}: its input is still on its way to {folders.failed}; "
+            "try again in a moment",
+            status=409,
         )
     if source is None:
         raise SubmitError(
@@ -160,6 +170,23 @@ def retry(record: Record, records: Records, folders: Folders) -> Path:
     Path(f"{source}.error.txt").unlink(missing_ok=True)  # the old failure's report
     logger.info("job {} sent back to the inbox as {}", record.id, target.name)
     return target
+
+
+def moving(record: Record) -> bool:
+    """A job whose end is written down and whose input has not left processing/ yet: the
+    daemon writes the record first (see ``Jobs.end_record``), then moves the input."""
+    return record.state.ended and record.claimed is not None and os.path.lexists(record.claimed)
+
+
+def settled(record: Record, records: Records) -> Record:
+    """The record once its input has moved, so that a retry asked for as soon as the job
+    says "failed" finds the input in failed/ (the move follows within milliseconds; a daemon
+    that died in between moves it when it starts again, hence the bound)."""
+    deadline = time.monotonic() + MOVE_WAIT
+    while moving(record) and time.monotonic() < deadline:
+        time.sleep(MOVE_POLL)  # the daemon (a thread or a process) moves it: the file is all we see
+        record = records.load(record.id) or record
+    return record
 
 
 def failed_file(record: Record, folders: Folders) -> Path | None:

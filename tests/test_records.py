@@ -258,6 +258,52 @@ def test_a_retry_that_died_half_way_can_be_done_again(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "inbox").iterdir()] == [record.file]
 
 
+class Watched(Records):
+    """Records that tell when a retry looks again at a job's record."""
+
+    looked = threading.Event()
+
+    def load(self, job_id: str) -> Record | None:
+        self.looked.set()
+        return super().load(job_id)
+
+
+def test_a_retry_asked_as_soon_as_the_job_failed_waits_for_its_input_to_move(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The daemon writes "failed" in the record, then moves the input (seen racing in CI).
+    records = Watched(tmp_path / "records")
+    record = submit({"prompt": f"x {REFUSE}"}, rules(), records, folders(tmp_path)).record
+    assert once(tmp_path) == EXIT_FAILED
+    failed = records.load(record.id)
+    assert failed is not None and failed.claimed is not None
+    in_failed = tmp_path / "failed" / record.file
+    in_failed.rename(failed.claimed)  # as it is between the record's end and the move
+    failed.final = None
+    records.save(failed)
+    records.looked.clear()
+
+    def daemon_moves_it() -> None:
+        if records.looked.wait(10):
+            Path(failed.claimed or "").rename(in_failed)
+
+    mover = threading.Thread(target=daemon_moves_it)
+    mover.start()
+    retry(failed, records, folders(tmp_path))
+    mover.join()
+    assert [p.name for p in (tmp_path / "inbox").iterdir()] == [record.file]
+
+    # A daemon that died between the two: a clear answer, not a wait without end.
+    monkeypatch.setattr("sora_watcher.submit.MOVE_WAIT", 0.05)
+    assert once(tmp_path) == EXIT_FAILED
+    again = records.load(record.id)
+    assert again is not None and again.claimed is not None
+    in_failed.rename(again.claimed)
+    with pytest.raises(SubmitError, match="still on its way") as refused:
+        retry(again, records, folders(tmp_path))
+    assert refused.value.status == 409
+
+
 def test_an_input_dropped_again_is_made_again_whole(tmp_path: Path) -> None:
     records = Records(tmp_path / "records")
     record = submit({"prompt": "a fox"}, rules(), records, folders(tmp_path)).record

@@ -110,7 +110,9 @@ class Service:
 
         def ended() -> dict[str, Any] | None:
             job = self.job(job_id)
-            return job if job["state"] in ENDED else None
+            # The record ends a moment before the input leaves processing/: wait for both.
+            moving = any((self.home / "processing").rglob(f"{job_id}--*"))
+            return job if job["state"] in ENDED and not moving else None
 
         try:
             return until(ended, f"{job_id} to end")

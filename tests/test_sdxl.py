@@ -15,6 +15,7 @@ import io
 import itertools
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -196,6 +197,55 @@ def test_a_prompt_of_300_tokens_is_encoded_whole(tmp_path: Path, model: Path) ->
             mine = (ours.prompt, ours.negative, ours.pooled, ours.negative_pooled)
             for a, b in zip(mine, theirs, strict=True):
                 assert torch.allclose(a, b, atol=1e-5)
+    finally:
+        made.close()
+
+
+PLAIN = [
+    "a red fox under the moon in scorpio, watercolour, line 3",
+    "  two  spaces, \tand a tab\r\nand lines  ",
+    "neon-blue, 3-4 o'clock; a.and b: x .blend y | z <lora:x:1> 1.2 word1.2 café 東京 ✨",
+    "",
+]
+WEIGHTED = ["(a red fox)1.3 in fog", "a fox++ in fog-", "a fox, (moon:0.5)", 'a "quoted" fox',
+            "a (b) c", "a -b", "a,b", "a \\(escaped\\)", "x\x0by"]  # fmt: skip
+
+
+def fuzzed(count: int) -> Iterator[str]:
+    pieces = [*"abcxyz ,.;:'!?/0123456789-_=*&^%$#@~`{}<>|\t\n", "é", "東", "word "]
+    chance = random.Random(7)
+    for _ in range(count):
+        yield "".join(chance.choice(pieces) for _ in range(chance.randint(0, 30)))
+
+
+def test_a_plain_prompt_skips_compels_parser_and_is_read_the_same() -> None:
+    from compel.prompt_parser import PromptParser
+
+    from sora_watcher.backends.sdxl_prompts import is_plain, parse
+
+    parser = PromptParser()
+    assert all(is_plain(text) for text in PLAIN) and not any(map(is_plain, WEIGHTED))
+    plain = [text for text in [*PLAIN, *fuzzed(300)] if is_plain(text)]
+    assert len(plain) > 100
+    for text in plain:
+        assert str(parse(text)) == str(parser.parse_conjunction(text)), repr(text)
+
+
+def test_the_encoders_give_compels_own_embeddings(tmp_path: Path, model: Path) -> None:
+    """Plain prompts through the shortcut, weighted ones through Compel's parser: the same
+    tensors as Compel left to itself."""
+    from compel import CompelForSDXL
+
+    made = backend(tmp_path, env(model))
+    try:
+        loaded = made.load()
+        own = CompelForSDXL(loaded.base)
+        for text in [*PLAIN[:3], *WEIGHTED[:3]]:
+            with torch.no_grad():
+                theirs = own(text, negative_prompt="fog")
+            ours = loaded.encoder(text, "fog")
+            assert torch.equal(ours.prompt, theirs.embeds[:1]), text
+            assert torch.equal(ours.pooled, theirs.pooled_embeds[:1]), text
     finally:
         made.close()
 

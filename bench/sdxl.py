@@ -143,6 +143,7 @@ def loads(model: Path, home: Path, runs: int) -> dict[str, list[float]]:
     from sora_watcher.config import resolve
 
     settings = resolve({"home": str(home), "backend": "diffusers"}, {})
+    settings.logs.mkdir(parents=True, exist_ok=True)  # where the backend tells `status` its state
     env: Mapping[str, str] = environ(model)
 
     def new_backend_load() -> None:
@@ -158,7 +159,7 @@ def loads(model: Path, home: Path, runs: int) -> dict[str, list[float]]:
 
 
 def run(quick: bool, log: Log) -> Result:
-    count, runs = (3, 2) if quick else (20, 5)
+    count, runs = (3, 1) if quick else (20, 5)
     with tiny_model() as model:
         scratch = model.parent
         # Interleaved, the best of each: on a shared 2-core machine the load of others moves

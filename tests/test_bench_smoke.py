@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from bench import api, backlog, detection, openai, overhead, report, soak, throughput
+from bench import api, backlog, detection, openai, overhead, report, sdxl, soak, throughput
 from bench.harness import Result, bench_processes, say
 
 pytestmark = pytest.mark.e2e
 
-ORDER = ["detection", "overhead", "throughput", "backlog", "soak", "openai", "api"]
+ORDER = ["detection", "overhead", "throughput", "backlog", "soak", "openai", "api", "diffusers"]
 
 
 @pytest.fixture(autouse=True)
@@ -100,3 +100,11 @@ def test_api_submits_each_job_exactly_once() -> None:
     raw = sane(api.run(True, say))
     assert raw["jobs"] == raw["records_done"] == raw["processed"] == raw["images"] == 100
     assert 0 < raw["p50_s"] <= raw["p99_s"] <= raw["max_s"]
+
+
+def test_diffusers_compares_a_plain_script_and_times_the_loads() -> None:
+    pytest.importorskip("diffusers", reason="the local extra is not installed")
+    raw = sane(sdxl.run(True, say))
+    assert 0 < raw["generation_s"] < raw["daemon_s"] and raw["plain_s"] > 0
+    assert raw["cold"]["import_s"] > 0 and raw["cold"]["load_s"] > 0
+    assert all(t > 0 for times in raw["loads"].values() for t in times)

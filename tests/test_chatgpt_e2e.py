@@ -206,3 +206,98 @@ def test_an_answer_in_text_is_asked_again_firmly_and_the_image_comes(
     assert float(str(firm["at"])) - float(str(first["at"])) >= 0.45  # the interval holds
     # the interval survives a restart: the last send's time is beside the session
     assert (home / "session.json.last-send").is_file()
+
+
+def test_a_failed_generation_a_token_cloudflare_a_logout_a_ban_and_a_429(
+    home: Path, site: StandIn, daemons: list[Daemon]
+) -> None:
+    """The rest of the site's failures, one daemon, each as its user notices it. Scenarios
+    met by any request (cloudflare, logged_out, suspended) stay armed until cleared: the page
+    of the previous image still polls for a while and would take a scenario armed for once."""
+    daemon = start(home, site, daemons, SORA_PAUSE_SECONDS="1", SORA_PAGE_TIMEOUT="3")
+    daemon.expect(r"watching ")
+    inbox, waiting = home / "inbox", home / "processing" / "w1"
+
+    def made(prompt: str) -> dict[str, Any]:
+        """The sidecar of the one image made for ``prompt``."""
+        sidecars: list[dict[str, Any]] = [
+            json.loads(path.read_text(encoding="utf-8"))
+            for path in (home / "images").glob("*.json")
+        ]
+        [sidecar] = [s for s in sidecars if s["prompt"] == prompt]
+        return sidecar
+
+    # "Image generation failed": tried again, asked again in the same conversation
+    site.scenario("gen_failed")
+    failed_once = "A glass of water on a windowsill, failed once"
+    drop(inbox, "failed_once.txt", failed_once + "\n")
+    daemon.expect(r"GenerationFailed \(conversation \S+: Image generation failed.*: try 2/4")
+    daemon.expect(r"the image generation failed before; asking again")
+    daemon.expect(r"failed_once\.txt: 1 image\(s\), moved to .*processed", timeout=60)
+    first, again = sends_of(site, failed_once)
+    assert first["answer"] == again["answer"] == "image"
+    assert again["prompt"] == first["prompt"] == f"{PREFIX} {failed_once}"
+    assert again["conversation_id"] == first["conversation_id"] == made(failed_once)["task_id"]
+
+    # an expired token, once: the page's script reads the session again and retries its call
+    # (the send comes after its sentinel call, which takes the 401): nothing shows
+    site.scenario("token_expired")
+    expired = "A brass compass on a chart, token expired"
+    drop(inbox, "expired.txt", expired + "\n")
+    daemon.expect(r"expired\.txt: 1 image\(s\), moved to .*processed", timeout=60)
+    assert "token_expired" not in site.armed_scenarios()
+    [send] = sends_of(site, expired)
+    assert send["conversation_id"] == made(expired)["task_id"]
+    assert not any("HTTP 401" in line or "reloading" in line for line in daemon.output)
+
+    # Cloudflare's challenge: the queue pauses, no input is blamed, then the image comes
+    site.scenario("cloudflare", count=None)
+    challenged = "A snow owl on a fence post, challenged"
+    drop(inbox, "challenged.txt", challenged + "\n")
+    daemon.expect(r"queue paused: CloudflareChallenge \(.*'Just a moment\.\.\.'")
+    site.clear_scenarios()
+    assert (waiting / "challenged.txt").exists()
+    daemon.expect(r"queue resumed")
+    daemon.expect(r"challenged\.txt: 1 image\(s\), moved to .*processed", timeout=60)
+    assert len(sends_of(site, challenged)) == 1
+
+    # logged out while the image is made: paused until session.json is replaced, then the
+    # same conversation is followed (not asked again) and its image comes
+    site.scenario("slow_image", seconds=2)
+    logged_out = "A kettle on a camp stove, logged out"
+    drop(inbox, "logged_out.txt", logged_out + "\n")
+    conversation = daemon.expect(r"asked in conversation (\S+) ")[1]
+    site.scenario("logged_out", count=None)
+    daemon.expect(r"queue paused: SessionExpired")
+    daemon.expect(r"log in to ChatGPT by hand and save a new .*session\.json")
+    assert (waiting / "logged_out.txt").exists(), "the input is not blamed"
+    site.clear_scenarios()
+    fresh = home / ".session.json.new"
+    fresh.write_text(json.dumps(site.storage_state()), encoding="utf-8")
+    fresh.chmod(0o600)
+    fresh.replace(home / "session.json")
+    daemon.expect(r"ChatGPT session valid")
+    daemon.expect(r"logged_out\.txt: 1 image\(s\), moved to .*processed", timeout=60)
+    [send] = sends_of(site, logged_out)
+    assert send["conversation_id"] == conversation == made(logged_out)["task_id"]
+
+    # a deactivated account: the queue pauses, nothing is sent and no input is blamed; then,
+    # the account back, a bare 429: the hour the daemon waits when the site states no reset
+    # (a stop during it is clean, and the input stays to be sent after the restart)
+    site.scenario("suspended", count=None)
+    locked = "A row of beach huts, account suspended then too many requests"
+    drop(inbox, "locked.txt", locked + "\n")
+    daemon.expect(r"queue paused: AccessDenied \(HTTP 403 .*deactivated\. \[account_deactivated\]")
+    assert not any("no request after" in line for line in daemon.output)  # at once, not late
+    site.clear_scenarios()
+    site.scenario("http_429")
+    assert (waiting / "locked.txt").exists()
+    daemon.expect(r"queue paused: RateLimited \(HTTP 429 on POST /backend-api/f/conversation")
+    daemon.expect(r"resuming in 3600s")
+    assert not sends_of(site, locked)
+    assert [r["status"] for r in site.log()["refused"] if locked in str(r["prompt"])] == [429]
+    assert (waiting / "locked.txt").exists()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+    assert not list((home / "failed").iterdir())
+    assert len(list((home / "images").glob("*.png"))) == 4

@@ -34,6 +34,7 @@ from sora_driver.locate import Profile
 from sora_watcher.errors import Interrupted
 
 SEND_PATHS = ("/backend-api/f/conversation", "/backend-api/conversation")
+SENTINEL_PATH = "/backend-api/sentinel/chat-requirements"  # the page asks it before a send
 CONVERSATION_URL = re.compile(r"/c/(?P<id>[0-9A-Za-z-]{8,})")
 LOGIN_MARKERS = ("/auth/login", "/log-in", "auth.openai.com")
 SLICE_SECONDS = 0.25  # longest time between two looks at the stop flag
@@ -48,6 +49,19 @@ T = TypeVar("T")
 
 def is_send(request: Request) -> bool:
     return request.method == "POST" and urlsplit(request.url).path.rstrip("/") in SEND_PATHS
+
+
+def refuses_send(response: Response) -> bool:
+    """The page's sentinel call was refused for good: its script shows an alert and sends
+    nothing (a 401 it answers itself, reading the session again and retrying once)."""
+    request = response.request
+    path = urlsplit(request.url).path.rstrip("/")
+    return (
+        request.method == "POST"
+        and path == SENTINEL_PATH
+        and response.status >= 400
+        and response.status != 401
+    )
 
 
 def flat(text: str) -> str:
@@ -115,7 +129,7 @@ class ChatPage:
 
     def _on_response(self, response: Response) -> None:
         # On Playwright's dispatcher: only note it; its body is read on the driver's thread.
-        if is_send(response.request):
+        if is_send(response.request) or refuses_send(response):
             self._sends.append(response)
 
     def _on_finished(self, request: Request) -> None:

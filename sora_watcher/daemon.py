@@ -146,15 +146,16 @@ class Daemon:
                 self.intake.offer(path)
             self.intake.start(watch=self.mode is RunMode.RUN)
             self.outbox.start(self.stop)
-            logger.info("watching {}", self.folders.inbox)
             self.ready()
             self.board.set("idle")
+            # Last: once the line is out, /readyz and `status` say the queue takes work.
+            logger.info("watching {}", self.folders.inbox)
             while not self.stop.is_set():
                 if not self.loop():
                     break  # `once`: the inbox is empty
         finally:
+            self.heartbeat.stop()  # first: systemd gets no ping after STOPPING=1
             notify("STOPPING=1")
-            self.heartbeat.stop()
             self.intake.stop()
             self.pipeline.close()
             if self.mode is RunMode.ONCE and not self.stop.is_set():

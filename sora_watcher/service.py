@@ -71,7 +71,11 @@ class Heartbeat:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop pinging; when this returns no ping is on its way (systemd must get none after
+        ``STOPPING=1``)."""
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
     def _beat(self, interval: float) -> None:
         while not self._stop.wait(interval):

@@ -138,7 +138,7 @@ class Records:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.cache: dict[Path, tuple[tuple[int, int], Record]] = {}
+        self.cache: dict[Path, tuple[tuple[int, int, int], Record]] = {}
 
     def path(self, job_id: str) -> Path:
         if not ID.fullmatch(job_id):
@@ -163,7 +163,9 @@ class Records:
     def read(self, path: Path) -> Record | None:
         try:
             info = path.stat()
-            version = (info.st_mtime_ns, info.st_size)
+            # Each save is a new file (written aside, renamed): its inode tells two saves apart
+            # that a coarse clock gave the same mtime, with the same size.
+            version = (info.st_ino, info.st_mtime_ns, info.st_size)
             cached = self.cache.get(path)
             if cached is not None and cached[0] == version:
                 return cached[1]

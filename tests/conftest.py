@@ -1,6 +1,7 @@
 """Shared fixtures: the stand-in of Sora, a home folder with a session, daemon processes
 (started by standin_kit.process, the one way to start them), stopped after each test; real
-Chromium for the stand-ins' pages; wait_for() where a test has no event to wait on."""
+Chromium for the stand-ins' pages; wait_for() where a test has no event to wait on; the
+Hypothesis profile (``HYPOTHESIS_PROFILE=ci``: the same examples every run)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from sora_standin import StandIn
 from standin_kit import process
 from standin_kit.process import DaemonProcess
 
 FAST_DELAY = 0.6  # seconds per generation in the stand-in
+
+# On CI (.ci/run sets HYPOTHESIS_PROFILE=ci) the property tests draw the same examples every run
+# and time none: a red build is this commit's, not a new draw's or a loaded machine's. As
+# Hypothesis's own "ci" profile, which recent versions load when $CI is set: unset, the variable
+# leaves their choice alone. Loaded here, before the test modules' @settings read it.
+settings.register_profile(
+    "ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+if "HYPOTHESIS_PROFILE" in os.environ:
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 
 @pytest.fixture(scope="session")

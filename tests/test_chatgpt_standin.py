@@ -146,6 +146,9 @@ def test_send_streams_then_the_image_arrives_preview_first(standin: StandIn, sit
     refused = site.http.post("/backend-api/f/conversation", headers=site.bearer, json=body)
     assert refused.status_code == 403 and "detail" in refused.json()
 
+    # The preview shows 1 s before the final (not DELAY / 2): time enough to see it under load.
+    # The refused POST above did not spend this: it never got past the sentinel check.
+    standin.scenario("slow_image", seconds=1.0)
     stream = site.send(FOX)
     assert stream.status_code == 200
     found = events(stream)
@@ -247,7 +250,8 @@ def test_gen_failed_and_withdrawn(standin: StandIn, site: Site) -> None:
     assert tool["status"] == "finished_with_error" and tool["content"]["parts"] == []
     assert texts(site.conversation(failed)) == ["Image generation failed"]
 
-    standin.scenario("withdrawn", after=0.3)
+    # time enough between seeing the final image and asking for its download, under load
+    standin.scenario("withdrawn", after=1.5)
     cid = conversation_id(site.send("Generate an image of a castle"))
     final = tool_when(site, cid, lambda m: m["status"] == "finished_successfully")
     (part,) = final["content"]["parts"]
@@ -359,7 +363,7 @@ FINAL_SHOWN = """() => {
 
 @pytest.mark.e2e
 def test_page_sends_through_the_composer_and_shows_the_image(standin: StandIn, page: Any) -> None:
-    standin.delay = 1.2  # time enough to see the preview
+    standin.delay = 2.4  # the preview shows 1.2 s: more than the page's 0.7 s between polls
     page.goto(f"{standin.base_url}/")
     editor = page.locator("#prompt-textarea")
     send = page.locator('form button[data-testid="send-button"]#composer-submit-button')

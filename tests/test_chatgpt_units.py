@@ -270,8 +270,8 @@ def test_the_request_asks_in_words_for_what_the_site_has_no_control_for() -> Non
 def test_the_interval_is_really_waited_and_a_stop_cuts_it_short() -> None:
     pacer, stop = Pacer(None), threading.Event()
     pacer.wait_turn(0.3, stop)  # nothing sent yet: at once
+    started = time.monotonic()  # before sent(): the interval counts from the send's own time
     pacer.sent()
-    started = time.monotonic()
     pacer.wait_turn(0.3, stop)
     assert time.monotonic() - started >= 0.25
     pacer.sent()
@@ -479,8 +479,8 @@ def test_json_that_is_not_an_object_is_a_page_error_not_a_crash() -> None:
 def test_two_daemons_sharing_a_session_see_each_others_sends(tmp_path: Path) -> None:
     noted = last_send_file(tmp_path / "session.json")
     ours, theirs, stop = Pacer(noted), Pacer(noted), threading.Event()
+    started = time.monotonic()  # before sent(), which writes the file and may take a while
     theirs.sent()  # after we started: only the file knows
-    started = time.monotonic()
     ours.wait_turn(0.4, stop)
     assert time.monotonic() - started >= 0.3
 

@@ -316,8 +316,8 @@ def test_sigterm_with_calls_in_flight_stops_within_2_s(home: Path, api: ImagesSt
         assert api.wait_in_flight(3, timeout=30), "\n".join(daemon.output)
         started = time.monotonic()
         daemon.signal(signal.SIGTERM)
-        assert daemon.wait(timeout=5) == 0
-        assert time.monotonic() - started < 2.0
+        assert daemon.wait(timeout=10) == 0
+        assert time.monotonic() - started < 2.0  # issue 12's bound: calls are not waited for
     finally:
         daemon.stop()
     assert (home / "processing" / "w1" / "p.txt").exists()  # taken up at the next start
@@ -334,8 +334,9 @@ def test_a_rate_limited_backlog_rides_the_limit(home: Path, api: ImagesStandIn) 
     assert len(images(home)) == 16
     assert "in flight at most" in output  # it lowered the number in flight
     refused = sum(c.status == 429 for c in api.calls)
-    # 4 of the first 6 sent at once, then a probe of one more now and then: not one per image
-    assert refused <= 12
+    # 4 of the first 6 sent at once, then a probe of one more now and then: fewer refusals
+    # than images (seen 10-12; a client that kept 6 in flight meets about 30)
+    assert refused < 16
 
 
 def test_the_daily_limit_pauses_the_queue(home: Path, api: ImagesStandIn) -> None:
@@ -379,8 +380,9 @@ def test_waiting_for_the_key_feeds_the_watchdog_and_stops_on_sigterm(
         listener.wait_for("WATCHDOG=1", count=3)  # alive while it waits: not killed by systemd
         started = time.monotonic()
         daemon.signal(signal.SIGTERM)
-        assert daemon.wait(timeout=5) == 0
-        assert time.monotonic() - started < 2.0
+        assert daemon.wait(timeout=10) == 0
+        # The wait for the key ends at once; 5 s leaves room for a loaded machine's exit.
+        assert time.monotonic() - started < 5.0
     finally:
         daemon.stop()
         listener.close()

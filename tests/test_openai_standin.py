@@ -418,7 +418,7 @@ def test_command_line_serves_and_stops_on_sigterm() -> None:
         assert [(c["status"], c["fault"]) for c in calls] == [(200, None), (503, "overloaded")]
         connection.close()
         server.signal(signal.SIGTERM)
-        assert server.wait(timeout=2) == 0
+        assert server.wait(timeout=10) == 0
     logged = "\n".join(server.output)
     assert "POST /v1/images/generations" in logged
     assert "cli-secret" not in logged  # the key is never logged

@@ -100,6 +100,7 @@ def test_ready_status_watchdog_stopping_in_order(
     notify_socket.wait_for("WATCHDOG=1", count=2)
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
+    notify_socket.wait_for("STATUS=stopped")  # sent before the exit; maybe not yet read
 
     texts = notify_socket.texts()
     assert texts[0] == "READY=1", "nothing before READY"

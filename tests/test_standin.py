@@ -181,6 +181,7 @@ def test_backend_requires_a_valid_bearer(standin: StandIn, bearer: dict[str, str
 
 
 def test_task_goes_queued_running_succeeded(standin: StandIn, bearer: dict[str, str]) -> None:
+    standin.delay = 1.0  # queued for 0.15 s (not 45 ms): long enough for a look to see it
     task_id = submit(standin, bearer, prompt="a lighthouse", n_variants=2, width=854, height=480)
     assert task_id.startswith("task_01") and len(task_id) == len("task_01") + 26
 

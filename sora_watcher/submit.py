@@ -146,7 +146,13 @@ def field_of(message: str, body: dict[str, Any]) -> str | None:
 
 def retry(record: Record, records: Records, folders: Folders) -> Path:
     """A failed job back into the inbox, under its tagged name so that it keeps its id; the
-    prompts it already made are not made again (see ``Record.images_made``)."""
+    prompts it already made are not made again (see ``Record.images_made``). Two retries of
+    one job, in any process, are served one after the other: the second finds it queued."""
+    with records.key_lock(f"retry {record.id}"):
+        return retry_locked(records.load(record.id) or record, records, folders)
+
+
+def retry_locked(record: Record, records: Records, folders: Folders) -> Path:
     record = settled(record, records)
     source = failed_file(record, folders)
     # A queued job whose input is still in failed/: a retry that died half-way.
@@ -174,8 +180,16 @@ def retry(record: Record, records: Records, folders: Folders) -> Path:
 
 def moving(record: Record) -> bool:
     """A job whose end is written down and whose input has not left processing/ yet: the
-    daemon writes the record first (see ``Jobs.end_record``), then moves the input."""
-    return record.state.ended and record.claimed is not None and os.path.lexists(record.claimed)
+    daemon writes the record first (see ``Jobs.end_record``), then its input's final path,
+    then moves it (a link, then the old name unlinked)."""
+    if not (record.state.ended and record.claimed and os.path.lexists(record.claimed)):
+        return False
+    if not record.final or not os.path.lexists(record.final):
+        return True
+    try:  # a new input of the same name may be worked on there since: not this job's
+        return os.path.samefile(record.final, record.claimed)
+    except OSError:
+        return False  # gone between the two looks: moved
 
 
 def settled(record: Record, records: Records) -> Record:

@@ -472,6 +472,7 @@ def test_a_failed_job_is_retried_through_the_api(
 
     answer = service.client.post(f"/v1/jobs/{job_id}/retry")
     assert answer.status_code == 202 and answer.json()["id"] == job_id
+    assert answer.json()["state"] == "queued"
     done = service.wait_ended(job_id)
     assert done["state"] == "done" and done["runs"] == 2 and done["error"] is None
     assert len(done["prompts"][0]["images"]) == 1

@@ -304,6 +304,32 @@ def test_a_retry_asked_as_soon_as_the_job_failed_waits_for_its_input_to_move(
     assert refused.value.status == 409
 
 
+def test_two_retries_of_one_job_at_once_send_it_back_once(tmp_path: Path) -> None:
+    records = Records(tmp_path / "records")
+    record = submit({"prompt": f"x {REFUSE}"}, rules(), records, folders(tmp_path)).record
+    assert once(tmp_path) == EXIT_FAILED
+    start = threading.Barrier(2)
+    answers: list[str] = []
+
+    def ask() -> None:
+        failed = records.load(record.id)  # each reads "failed" before either moves it
+        assert failed is not None and failed.state is JobStatus.FAILED
+        start.wait()
+        try:
+            answers.append(retry(failed, records, folders(tmp_path)).name)
+        except SubmitError as exc:
+            answers.append(f"{exc.status}: {exc}")
+
+    both = [threading.Thread(target=ask) for _ in range(2)]
+    for thread in both:
+        thread.start()
+    for thread in both:
+        thread.join()
+    assert sorted(answers)[0].startswith("409: ") and "only a failed job" in sorted(answers)[0]
+    assert sorted(answers)[1] == record.file
+    assert [p.name for p in (tmp_path / "inbox").iterdir()] == [record.file]
+
+
 def test_an_input_dropped_again_is_made_again_whole(tmp_path: Path) -> None:
     records = Records(tmp_path / "records")
     record = submit({"prompt": "a fox"}, rules(), records, folders(tmp_path)).record

@@ -124,7 +124,8 @@ async def create_job(
     if not submitted.created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/jobs/{record.id}"
-    return Accepted(id=record.id, status_url=f"/v1/jobs/{record.id}", state=record.state.value)
+    queued = JobStatus.QUEUED.value  # what retry() made it (``record`` is the copy read before)
+    return Accepted(id=record.id, status_url=f"/v1/jobs/{record.id}", state=queued)
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=ERRORS | {404: {"model": Problem}})
@@ -155,7 +156,8 @@ def retry_job(job_id: JobId, ctx: Ctx) -> Accepted:
         retry(record, ctx.records, ctx.folders)
     except SubmitError as exc:
         raise HTTPException(exc.status, {"detail": str(exc), "field": exc.field}) from None
-    return Accepted(id=record.id, status_url=f"/v1/jobs/{record.id}", state=record.state.value)
+    queued = JobStatus.QUEUED.value  # what retry() made it (``record`` is the copy read before)
+    return Accepted(id=record.id, status_url=f"/v1/jobs/{record.id}", state=queued)
 
 
 def found(job_id: str, ctx: Ctx) -> Record:

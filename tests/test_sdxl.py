@@ -231,10 +231,13 @@ def test_a_plain_prompt_skips_compels_parser_and_is_read_the_same() -> None:
         assert str(parse(text)) == str(parser.parse_conjunction(text)), repr(text)
 
 
-def test_the_encoders_give_compels_own_embeddings(tmp_path: Path, model: Path) -> None:
+def test_the_encoders_give_compels_own_embeddings(
+    tmp_path: Path, model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Plain prompts through the shortcut, weighted ones through Compel's parser: the same
     tensors as Compel left to itself."""
     from compel import CompelForSDXL
+    from compel.prompt_parser import PromptParser
 
     made = backend(tmp_path, env(model))
     try:
@@ -246,6 +249,8 @@ def test_the_encoders_give_compels_own_embeddings(tmp_path: Path, model: Path) -
             ours = loaded.encoder(text, "fog")
             assert torch.equal(ours.prompt, theirs.embeds[:1]), text
             assert torch.equal(ours.pooled, theirs.pooled_embeds[:1]), text
+        monkeypatch.setattr(PromptParser, "parse_conjunction", lambda *_: pytest.fail("parsed"))
+        loaded.encoder(PLAIN[0], "fog")  # the shortcut taken: the parser never runs
     finally:
         made.close()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # loaded by the backend, only once the extra is known to be there
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # loaded by the backend, only once the extra is known to be t
 # What Compel's parser could read as syntax: brackets, quotes, escapes, weights (``word+``,
 # ``word-``, a hyphen not inside a word) and a comma it would space. A prompt without any is
 # one fragment of weight 1, its whitespace runs made one space (checked against the parser).
+CHECKED_COMPEL = "2.5."  # the grammar SYNTAX was checked against
 SYNTAX = re.compile(r'[()\[\]+\\"]|-(?!\w)|(?<!\w)-|,(?! )')
 WHITESPACE = re.compile(r"[ \t\n\r]+")
 
@@ -89,8 +91,10 @@ class Encoder:
                 requires_pooled=True,
                 device=device,
             )
-        for compel in (self.compel.compel_1, self.compel.compel_2) if self.both else (self.compel,):
-            compel.parse_prompt_string = parse  # shadows Compel's classmethod, for this one
+        compels = (self.compel.compel_1, self.compel.compel_2) if self.both else (self.compel,)
+        if version("compel").startswith(CHECKED_COMPEL):  # another may have a new syntax
+            for compel in compels:
+                compel.parse_prompt_string = parse  # shadows Compel's classmethod, for this one
 
     def __call__(self, prompt: str, negative: str | None) -> Embeddings:
         import torch

@@ -255,15 +255,15 @@ def test_a_failed_generation_a_token_cloudflare_a_logout_a_ban_and_a_429(
     challenged = "A snow owl on a fence post, challenged"
     drop(inbox, "challenged.txt", challenged + "\n")
     daemon.expect(r"queue paused: CloudflareChallenge \(.*'Just a moment\.\.\.'")
-    site.clear_scenarios()
     assert (waiting / "challenged.txt").exists()
+    site.clear_scenarios()
     daemon.expect(r"queue resumed")
     daemon.expect(r"challenged\.txt: 1 image\(s\), moved to .*processed", timeout=60)
     assert len(sends_of(site, challenged)) == 1
 
     # logged out while the image is made: paused until session.json is replaced, then the
     # same conversation is followed (not asked again) and its image comes
-    site.scenario("slow_image", seconds=2)
+    site.scenario("slow_image", seconds=8)  # time to arm the logout: the pause holds the job
     logged_out = "A kettle on a camp stove, logged out"
     drop(inbox, "logged_out.txt", logged_out + "\n")
     conversation = daemon.expect(r"asked in conversation (\S+) ")[1]

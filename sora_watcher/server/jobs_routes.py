@@ -124,8 +124,7 @@ async def create_job(
     if not submitted.created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/jobs/{record.id}"
-    queued = JobStatus.QUEUED.value  # what retry() made it (``record`` is the copy read before)
-    return Accepted(id=record.id, status_url=f"/v1/jobs/{record.id}", state=queued)
+    return Accepted(id=record.id, status_url=f"/v1/jobs/{record.id}", state=record.state.value)
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=ERRORS | {404: {"model": Problem}})
